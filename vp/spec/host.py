@@ -27,7 +27,8 @@ class RegOp(NamedTuple):
 
 
 class RegResult(NamedTuple):
-    """Answer to one :class:`RegOp`: ``status`` is an ``ErrCode`` (0 = OK), ``value`` the read data."""
+    """Answer to one :class:`RegOp`: ``status`` is an ``ErrCode`` (0 = OK); ``value`` is the
+    read data, or for a refused op its error syndrome (as ``err.ERR_SYNDROME`` encodes it)."""
 
     status: int
     value: int

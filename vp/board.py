@@ -1,0 +1,78 @@
+"""Board assembly: builds the device models of a board description and wires them.
+
+::
+
+    host link ──► hostif ──BAR0──► id/rst (sysctl) · irq · err · db · dma register blocks
+                     │
+                     └──memory──► bus ──► hbm ◄── bus ◄── dma engine
+                                                   irq ◄── dma, err
+
+One board owns one :class:`~vp.kernel.Simulator`, so one board lives in one process.
+"""
+
+from __future__ import annotations
+
+from models.dma import Dma
+from models.error_unit import ErrorUnit
+from models.hbm import Hbm
+from models.hostif import HostInterface
+from models.irq import InterruptController
+from models.regblock import RegisterBlock
+from models.sysctl import SystemControl
+from vp.kernel import Module, Router, Simulator
+from vp.spec.board_config import BoardConfig, load_board
+from vp.spec.regmap import REGMAP
+
+
+class Board:
+    """A built virtual board. ``sim`` is its simulator, ``top`` the root module ``board``."""
+
+    def __init__(self, config: BoardConfig):
+        self.config = config
+        self.sim = Simulator(f"board {config.name}")
+        try:
+            self._build(config)
+        except BaseException:
+            self.sim.close()
+            raise
+
+    @classmethod
+    def from_file(cls, path: str | None = None) -> "Board":
+        """Build the board described by the YAML file at ``path`` (None: the default board)."""
+        return cls(load_board(path))
+
+    def _build(self, cfg: BoardConfig) -> None:
+        top = self.top = Module(self.sim, "board")
+        self.irq = InterruptController(top, "irq")
+        self.errors = ErrorUnit(top, "err", self.irq)
+        self.hbm = Hbm(top, "hbm", cfg.hbm.size, cfg.hbm.latency_ps, cfg.hbm.bandwidth)
+        self.bus = Router(top, "bus")
+        self.bus.map(cfg.hbm.base, cfg.hbm.size, self.hbm.target_socket, "hbm")
+        self.dma = Dma(top, "dma", cfg.dma.latency_ps, cfg.dma.bandwidth,
+                       cfg.hbm.base, cfg.hbm.size, self.irq, self.errors)
+        self.dma.socket.bind(self.bus.target_socket)
+        self.sysctl = SystemControl(top, "sysctl", cfg.hbm.size, self.soft_reset)
+        self.doorbells = RegisterBlock(REGMAP.block("db"))
+        self.hostif = HostInterface(top, "hostif", cfg.host_link.latency_ps,
+                                    cfg.host_link.bandwidth, cfg.hbm.base, cfg.hbm.size,
+                                    self.errors)
+        self.hostif.mem_socket.bind(self.bus.target_socket)
+        for name, target in (("id", self.sysctl.id_regs), ("irq", self.irq.regs),
+                             ("err", self.errors.regs), ("rst", self.sysctl.rst_regs),
+                             ("db", self.doorbells), ("dma", self.dma.regs)):
+            self.hostif.map_block(name, target)
+        self.sim.settle()  # start the processes
+
+    def soft_reset(self) -> None:
+        """Every block to its reset values; HBM contents and simulated time are kept."""
+        self.doorbells.reset()
+        self.top.reset()
+
+    def power_on_reset(self) -> None:
+        """Back to the power-on state: a soft reset that also forgets HBM contents."""
+        self.soft_reset()
+        self.hbm.power_on()
+
+    def close(self) -> None:
+        """End the simulation; another board may then be built in this process."""
+        self.sim.close()
