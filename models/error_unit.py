@@ -46,7 +46,7 @@ class ErrorUnit(Module):
         record = ErrorRecord(code, source, address, syndrome)
         self.last = record
         regs = self.regs
-        regs.hw_write("ERR_COUNT", (regs.hw_read("ERR_COUNT") + 1) & 0xFFFF_FFFF)
+        regs.hw_write("ERR_COUNT", min(regs.hw_read("ERR_COUNT") + 1, 0xFFFF_FFFF))  # saturates
         if regs.hw_read("ERR_STATUS", "VALID"):
             regs.hw_write("ERR_STATUS", 1, "OVERFLOW")
         else:
