@@ -6,8 +6,12 @@ import json
 import subprocess
 import sys
 
-from tests.helpers.board_server import REPO, running_server
+from pathlib import Path
+
+from tests.helpers.board_server import running_server
 from vp.spec.regmap import REGMAP
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def npuvp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
