@@ -9,7 +9,7 @@ Times are simulated picoseconds.
 
 from __future__ import annotations
 
-from typing import Iterable
+
 
 import numpy as np
 

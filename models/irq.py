@@ -46,10 +46,14 @@ class InterruptController(Module):
             self.regs.hw_write("INT_STATUS", self.regs.hw_read("INT_STATUS") | (1 << bit))
             self._update_line()
 
-    def _on_set(self, written: int, _old: int) -> None:
-        if written & _SOURCES_MASK:
-            self.regs.hw_write("INT_STATUS", self.regs.hw_read("INT_STATUS") | (written & _SOURCES_MASK))
+    def trigger(self, bits: int) -> None:
+        """Latch the sources in ``bits`` into INT_STATUS (an event, not a level)."""
+        if bits & _SOURCES_MASK:
+            self.regs.hw_write("INT_STATUS", self.regs.hw_read("INT_STATUS") | (bits & _SOURCES_MASK))
             self._update_line()
+
+    def _on_set(self, written: int, _old: int) -> None:
+        self.trigger(written)
 
     def _update_line(self) -> None:
         line = self.regs.hw_read("INT_STATUS") & ~self.regs.hw_read("INT_MASK") & 0xFFFF_FFFF

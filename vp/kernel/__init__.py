@@ -8,7 +8,7 @@ quantum keeper (:mod:`.quantum`) and the sparse backing store (:mod:`.memory`). 
 """
 
 from vp.kernel.event import Event
-from vp.kernel.memory import SparseMemory
+from vp.kernel.memory import MemoryTarget, SparseMemory
 from vp.kernel.module import Module
 from vp.kernel.payload import Command, Payload, Response, as_bytes
 from vp.kernel.quantum import QuantumKeeper
@@ -17,7 +17,7 @@ from vp.kernel.sim import Process, ProcessError, SimulationError, Simulator, Sto
 from vp.kernel.socket import DmiRegion, InitiatorSocket, TargetSocket
 from vp.kernel.time import MS, NS, PS, SEC, US, format_time, transfer_ps
 
-__all__ = ["Event", "SparseMemory", "Module", "Command", "Payload", "Response", "as_bytes",
+__all__ = ["Event", "MemoryTarget", "SparseMemory", "Module", "Command", "Payload", "Response", "as_bytes",
            "QuantumKeeper", "AddressMapError", "Router", "Process", "ProcessError",
            "SimulationError", "Simulator", "StopReason", "DmiRegion", "InitiatorSocket",
            "TargetSocket", "PS", "NS", "US", "MS", "SEC", "format_time", "transfer_ps"]

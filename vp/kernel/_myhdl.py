@@ -36,6 +36,11 @@ def now() -> int:
     return _simulator._time
 
 
+def now_of(_owner) -> int:
+    """``now`` shaped as a property getter (one call on the hot path instead of two)."""
+    return _simulator._time
+
+
 def set_time(t: int) -> None:
     """Jump time forward when nothing is scheduled before ``t`` (the caller checks)."""
     _simulator._time = t
@@ -59,14 +64,38 @@ def unschedule(obj) -> None:
             return
 
 
+def _stale(obj) -> bool:
+    # A waiter that already resumed through another clause of an any-of wait (the timeout
+    # half of `yield ev, delay(t)`), or a cancelled/superseded timed notification.
+    if isinstance(obj, _Waiter):
+        return bool(getattr(obj, "hasRun", 0))
+    return getattr(obj, "stale", False)
+
+
 def next_event_time() -> int:
-    """Earliest scheduled future time (ps), or FOREVER when nothing is scheduled."""
+    """Earliest scheduled future time (ps), or FOREVER when nothing is scheduled.
+    Drops stale entries first (called between runs only)."""
+    live = [entry for entry in _futureEvents if not _stale(entry[1])]
+    if len(live) != len(_futureEvents):
+        _futureEvents[:] = live
     return min((t for t, _ in _futureEvents), default=FOREVER)
 
 
 def deltas_pending() -> bool:
     """True when something was notified for the next delta cycle."""
     return bool(_siglist)
+
+
+def process_of(exc: BaseException):
+    """The kernel Process whose waiter was running when MyHDL's scheduler raised ``exc``."""
+    tb = exc.__traceback__
+    while tb is not None:
+        waiter = tb.tb_frame.f_locals.get("self")
+        if isinstance(waiter, _Waiter):
+            frame = getattr(waiter.generator, "gi_frame", None)
+            return None if frame is None else frame.f_locals.get("self")
+        tb = tb.tb_next
+    return None
 
 
 def waiter_for(generator) -> _Waiter:

@@ -72,6 +72,9 @@ class Event(_myhdl.WaiterList):
     def __eq__(self, other):
         return self is other
 
+    def __ne__(self, other):
+        return self is not other
+
 
 class _TimedNotify:
     """A timed notification in MyHDL's future-event queue."""
@@ -81,6 +84,10 @@ class _TimedNotify:
     def __init__(self, event: Event, time: int):
         self.event = event
         self.time = time
+
+    @property
+    def stale(self) -> bool:
+        return self.event._timed_at != self.time
 
     def apply(self):
         ev = self.event

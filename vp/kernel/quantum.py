@@ -19,17 +19,15 @@ class QuantumKeeper:
     def __init__(self, sim: Simulator):
         self.sim = sim
         self.local_ps = 0
-        self._next_sync = self._boundary()
+        self._next_sync = self._boundary(sim.now)   # absolute ps
 
-    def _boundary(self, ahead_ps: int = 0) -> int:
-        # Local time allowed before the next global quantum boundary, seen from
-        # now + ahead_ps (SystemC's compute_local_quantum). A zero quantum means:
-        # synchronise on every increment.
+    def _boundary(self, t: int) -> int:
+        # First global quantum boundary after time t (SystemC's next sync point). A zero
+        # quantum means: synchronise on every increment.
         q = self.sim.global_quantum_ps
         if q <= 0:
-            return 0
-        t = self.sim.now + ahead_ps
-        return (t // q + 1) * q - t
+            return t
+        return (t // q + 1) * q
 
     def inc(self, delay_ps: int) -> None:
         """Add ``delay_ps`` to the local offset."""
@@ -45,17 +43,17 @@ class QuantumKeeper:
         return self.sim.now + self.local_ps
 
     def need_sync(self) -> bool:
-        """True once the local offset has reached the quantum boundary."""
-        return self.local_ps >= self._next_sync
+        """True once now + the local offset has reached the next quantum boundary."""
+        return self.sim.now + self.local_ps >= self._next_sync
 
     def sync(self):
         """Wait clause that lets the offset pass: ``yield qk.sync()``; resets the offset."""
         ahead = self.local_ps
         self.local_ps = 0
-        self._next_sync = self._boundary(ahead)
+        self._next_sync = self._boundary(self.sim.now + ahead)
         return self.sim.delay(ahead)
 
     def reset(self) -> None:
         """Drop the offset and recompute the boundary from now."""
         self.local_ps = 0
-        self._next_sync = self._boundary()
+        self._next_sync = self._boundary(self.sim.now)

@@ -10,6 +10,7 @@ and revocations from a target are translated the same way.
 from __future__ import annotations
 
 from bisect import bisect_right
+from dataclasses import replace
 
 from vp.kernel.module import Module
 from vp.kernel.payload import Payload, Response
@@ -104,4 +105,12 @@ class Router(Module):
             region = self._sockets[i].get_direct_mem_ptr(trans)
         finally:
             trans.address = address
-        return None if region is None else region.translated(base)
+        if region is None:
+            return None
+        lo, hi = max(region.start, 0), min(region.end, self._ends[i] - base)
+        if lo > hi:
+            return None
+        if (lo, hi) != (region.start, region.end):  # the target granted beyond this mapping
+            region = replace(region, start=lo, end=hi,
+                             data=region.data[lo - region.start:hi - region.start + 1])
+        return region.translated(base)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import traceback
 from enum import Enum
-from typing import Callable, Generator, Iterable
+from typing import Generator
 
 from vp.kernel import _myhdl
 from vp.kernel.event import Event
@@ -95,9 +95,13 @@ class _StopAt:
 class _Suspend:
     """Ends the current run after the current time step's delta cycles settle."""
 
-    __slots__ = ()
+    __slots__ = ("sim",)
+
+    def __init__(self, sim: "Simulator"):
+        self.sim = sim
 
     def _update(self):
+        self.sim._reason = StopReason.STOPPED  # wins over a _StopAt applied at this time
         return [_myhdl.suspender("stop")]
 
 
@@ -131,6 +135,7 @@ class Simulator:
         self._run_token = 0
         self._reason = StopReason.IDLE
         self._closed = False
+        self._failed: str | None = None
         try:
             self._mysim = _myhdl.Simulation()
         except _myhdl.SimulationError as exc:
@@ -139,10 +144,7 @@ class Simulator:
         _myhdl.at_time(_myhdl.FOREVER, _Sentinel())
 
     # -- time -----------------------------------------------------------------------------
-    @property
-    def now(self) -> int:
-        """Current simulated time (ps)."""
-        return _myhdl.now()
+    now = property(_myhdl.now_of, doc="Current simulated time (ps).")
 
     @staticmethod
     def delay(ps: int):
@@ -183,6 +185,14 @@ class Simulator:
             until._stop_run = True
         try:
             self._mysim.run(quiet=1)
+        except ProcessError as exc:
+            self._failed = str(exc).splitlines()[0]
+            raise
+        except Exception as exc:  # raised by MyHDL's scheduler, e.g. a bad yield clause
+            proc = _myhdl.process_of(exc)
+            self._failed = f"process {proc.name if proc else '?'!r}: {exc}"
+            raise ProcessError(f"{self._failed} (a process must yield sim.delay(ps), an Event, "
+                               "or a tuple of them)") from exc
         finally:
             self._run_token += 1  # stale stop requests of this run are now ignored
             if until is not None:
@@ -230,7 +240,7 @@ class Simulator:
 
     def stop(self) -> None:
         """Called from a process: end the current run once this time step settles."""
-        _myhdl.at_next_delta(_Suspend())
+        _myhdl.at_next_delta(_Suspend(self))
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -245,6 +255,9 @@ class Simulator:
     def _check_open(self) -> None:
         if self._closed:
             raise SimulationError(f"simulation {self.name!r} is closed")
+        if self._failed is not None:
+            raise SimulationError(f"simulation {self.name!r} ended when {self._failed}; "
+                                  "close() it and build the board again")
 
     def __enter__(self) -> "Simulator":
         return self

@@ -107,10 +107,11 @@ class InitiatorSocket:
                 return region
         probe = Payload.write(address, np.zeros(length, np.uint8)) if write else Payload.read(address, length)
         region = self.get_direct_mem_ptr(probe)
-        if region is not None and region.contains(address, length):
+        if region is None or not region.contains(address, length):
+            return None
+        if not any((r.start, r.end) == (region.start, region.end) for r in self._dmi):
             self._dmi.append(region)
-            return region
-        return None
+        return region if (region.allow_write if write else region.allow_read) else None
 
     def invalidate_direct_mem_ptr(self, start: int, end: int) -> None:
         self._dmi = [r for r in self._dmi if r.end < start or r.start > end]
