@@ -15,6 +15,7 @@ Host side: imports only ``vp.spec``, ``vp.proto`` and the driver's own modules.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Iterator, Sequence
 
 import grpc
@@ -23,7 +24,8 @@ import numpy as np
 from drivers.transport import Transport, TransportError
 from vp.proto import npuvp_pb2 as pb
 from vp.proto import npuvp_pb2_grpc as pb_grpc
-from vp.proto.wire import CHANNEL_OPTIONS, ERR_ADDRESS_KEY, ERR_CODE_KEY, ERR_SYNDROME_KEY
+from vp.proto.wire import (CHANNEL_OPTIONS, ERR_ADDRESS_KEY, ERR_CODE_KEY, ERR_SYNDROME_KEY,
+                           SERVICE_NAME, decode_read_mem_chunk, encode_write_mem)
 from vp.spec.errors import GuestError, RequestError
 from vp.spec.host import MEM_CHUNK_BYTES, DeviceInfo, RegBatchReply, RegOp, RegResult
 
@@ -35,7 +37,8 @@ class GrpcTransport(Transport):
 
     Args:
         target: address of a running ``npuvp serve``.
-        timeout_s: how long to wait for the connection at construction (seconds).
+        timeout_s: how long to wait for the connection at construction (seconds). A refused
+            connection fails at once; this bounds one that neither succeeds nor fails.
         call_timeout_s: deadline of each call in wall-clock seconds; ``None`` (default) waits
             as long as the board takes (an interrupt wait may simulate a long stretch).
 
@@ -48,13 +51,20 @@ class GrpcTransport(Transport):
         self.target = target
         self._timeout = call_timeout_s
         self._channel = grpc.insecure_channel(target, options=list(CHANNEL_OPTIONS))
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
-        except grpc.FutureTimeoutError:
+        problem = _connect(self._channel, timeout_s)
+        if problem:
             self._channel.close()
-            raise TransportError(f"cannot connect to an npuvp board at {target!r} within "
-                                 f"{timeout_s:g} s (is `npuvp serve` running there?)") from None
+            raise TransportError(f"cannot connect to an npuvp board at {target!r}: {problem} "
+                                 f"(is `npuvp serve` running there?)")
         self._stub = pb_grpc.BoardStub(self._channel)
+        # The bulk calls use the zero-copy codecs of vp.proto.wire (same wire format): chunks
+        # go out as encoded bytes and come back as views into the received buffer.
+        self._write_mem = self._channel.stream_unary(
+            f"/{SERVICE_NAME}/WriteMem", request_serializer=None,
+            response_deserializer=pb.WriteMemReply.FromString)
+        self._read_mem = self._channel.unary_stream(
+            f"/{SERVICE_NAME}/ReadMem", request_serializer=pb.ReadMemRequest.SerializeToString,
+            response_deserializer=decode_read_mem_chunk)
 
     # -- error mapping ------------------------------------------------------------------------
 
@@ -93,43 +103,41 @@ class GrpcTransport(Transport):
         try:
             request = pb.RegBatchRequest(write=[op[0] for op in ops],
                                          address=[op[1] for op in ops],
-                                         value=[op[2] for op in ops])
-        except (TypeError, ValueError) as exc:       # negative or over-wide address / value
-            raise RequestError(f"RegBatch: cannot encode ops: {exc}") from None
+                                         value=[op[2] if op[0] else 0 for op in ops])
+        except (TypeError, ValueError) as exc:
+            _refuse_ops(ops)       # names the first op that cannot be sent
+            raise RequestError(f"register batch cannot be encoded: {exc}") from None
         m = self._call("RegBatch", self._stub.RegBatch, request)
         return RegBatchReply(results=list(map(RegResult, m.status, m.value)), now_ps=m.now_ps)
 
     def write_mem(self, address: int, data: np.ndarray) -> int:
+        _check_uint("memory write", "address", address, 64)
         view = _byte_view(data)
         nbytes = len(view)
-        if address < 0:
-            raise RequestError(f"WriteMem: negative address {address}")
 
-        def requests() -> Iterator[pb.WriteMemRequest]:
-            # Chunks are sliced lazily so at most a few are in flight; protobuf needs ``bytes``
-            # for a bytes field, so each chunk is copied once here.
-            yield pb.WriteMemRequest(address=address, total_bytes=nbytes,
-                                     data=view[:MEM_CHUNK_BYTES].tobytes())
+        def requests() -> Iterator[bytes]:
+            # Chunks are encoded lazily (one copy each), so at most a few are in flight.
+            yield encode_write_mem(view[:MEM_CHUNK_BYTES], address=address, total_bytes=nbytes)
             for offset in range(MEM_CHUNK_BYTES, nbytes, MEM_CHUNK_BYTES):
-                yield pb.WriteMemRequest(data=view[offset:offset + MEM_CHUNK_BYTES].tobytes())
+                yield encode_write_mem(view[offset:offset + MEM_CHUNK_BYTES])
 
-        return self._call("WriteMem", self._stub.WriteMem, requests()).now_ps
+        return self._call("WriteMem", self._write_mem, requests()).now_ps
 
     def read_mem(self, address: int, nbytes: int) -> tuple[np.ndarray, int]:
-        if address < 0 or nbytes < 0:
-            raise RequestError(f"ReadMem: negative address or size ({address}, {nbytes})")
+        _check_uint("memory read", "address", address, 64)
+        _check_uint("memory read", "length", nbytes, 64)
         out = np.empty(nbytes, dtype=np.uint8)
         offset, now_ps = 0, 0
         try:
-            for chunk in self._stub.ReadMem(pb.ReadMemRequest(address=address, nbytes=nbytes),
-                                            timeout=self._timeout):
-                data = chunk.data
+            for data, now_ps in self._read_mem(pb.ReadMemRequest(address=address,
+                                                                 nbytes=nbytes),
+                                               timeout=self._timeout):
                 end = offset + len(data)
                 if end > nbytes:
                     raise TransportError(f"{self.target}: ReadMem returned more than the "
                                          f"{nbytes} bytes asked")
-                out[offset:end] = np.frombuffer(data, dtype=np.uint8)
-                offset, now_ps = end, chunk.now_ps
+                out[offset:end] = data          # the one copy: received buffer -> result
+                offset = end
         except grpc.RpcError as exc:
             raise self._error("ReadMem", exc) from None
         if offset != nbytes:
@@ -137,6 +145,8 @@ class GrpcTransport(Transport):
         return out, now_ps
 
     def wait_irq(self, mask: int, timeout_ps: int) -> tuple[int, int]:
+        _check_uint("interrupt wait", "mask", mask, 64)
+        _check_uint("interrupt wait", "timeout", timeout_ps, 64, unit=" ps")
         m = self._call("WaitIrq", self._stub.WaitIrq,
                        pb.WaitIrqRequest(mask=mask, timeout_ps=timeout_ps))
         return m.pending, m.now_ps
@@ -155,6 +165,55 @@ class GrpcTransport(Transport):
 
     def __repr__(self) -> str:
         return f"GrpcTransport({self.target!r})"
+
+
+def _connect(channel: grpc.Channel, timeout_s: float) -> str | None:
+    """Connect ``channel``; ``None`` when ready, else why not. Unlike
+    ``grpc.channel_ready_future``, which keeps retrying until its timeout, the first failed
+    attempt (connection refused, unknown host) ends the wait."""
+    settled = threading.Event()
+    last: list[grpc.ChannelConnectivity] = []
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        last.append(state)
+        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                     grpc.ChannelConnectivity.SHUTDOWN):
+            settled.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        if not settled.wait(timeout_s):
+            return f"no connection within {timeout_s:g} s"
+    finally:
+        channel.unsubscribe(watch)
+    if last[-1] == grpc.ChannelConnectivity.READY:
+        return None
+    return "connection failed" if last[-1] != grpc.ChannelConnectivity.SHUTDOWN else "closed"
+
+
+# Values the wire cannot carry are refused here, before sending, with the kind of message the
+# board gives for values it refuses itself (everything in range is left to the board to judge).
+
+def _is_uint(value: Any, bits: int) -> bool:
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and 0 <= int(value) < 1 << bits)
+
+
+def _check_uint(what: str, name: str, value: Any, bits: int, unit: str = "") -> None:
+    if not _is_uint(value, bits):
+        raise RequestError(f"{what}: {name} {value!r}{unit} is not a {bits}-bit unsigned "
+                           f"integer")
+
+
+def _refuse_ops(ops: Sequence[RegOp]) -> None:
+    for i, op in enumerate(ops):
+        if not _is_uint(op[1], 64):
+            raise RequestError(f"operation {i}: address {op[1]!r} is not a 64-bit unsigned "
+                               f"integer")
+        if op[0] and not _is_uint(op[2], 32):
+            raise RequestError(f"operation {i}: value {op[2]!r} does not fit a 32-bit register")
+        if not isinstance(op[0], (bool, np.bool_)):
+            raise RequestError(f"operation {i}: write flag {op[0]!r} is not a bool")
 
 
 def _byte_view(data: Any) -> np.ndarray:

@@ -1,0 +1,389 @@
+"""The board description: a YAML file that says what a virtual board is made of.
+
+A board file is a mapping of *sections* (``host_link``, ``hbm``, ``dma``, ...) of *keys*.
+Values carry their unit in a string (``latency: 500 ns``, ``size: 64 GiB``,
+``bandwidth: 16 GB/s``); a plain integer is taken in the base unit (ps, bytes, bytes/s, Hz).
+:func:`load_board` turns a file into a :class:`BoardConfig`, a tree of frozen dataclasses whose
+values are already in base units (``int`` ps, bytes, bytes/s, Hz).
+
+The schema is the dataclasses themselves: each field is declared with :func:`key` (its YAML
+name, :class:`Kind`, default, limits and a description) or :func:`section` (a nested
+dataclass). One generic parser walks that table, so adding a section later means declaring one
+more dataclass and one :func:`section` field on its parent, never writing validation by hand.
+Cross-key rules of a section go in its ``_checks`` method.
+
+Every problem raises :class:`BoardConfigError` with a message naming the file, the dotted key
+path, the bad value and what was expected, e.g.::
+
+    board.yaml: hbm.size: '64 GB/s' is not a size (expected e.g. '64 GiB')
+    board.yaml: dma.latncy: unknown key (did you mean 'latency'? allowed: latency, bandwidth)
+
+This module is part of the hardware/software contract (``vp.spec``) and imports only the
+standard library, PyYAML and ``vp.spec``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from vp.spec.units import (KIB, format_size, parse_bandwidth, parse_frequency, parse_size,
+                           parse_time)
+
+__all__ = [
+    "BoardConfig", "BoardConfigError", "DmaConfig", "HbmConfig", "HostLinkConfig",
+    "Kind", "TIME", "SIZE", "ADDRESS", "BANDWIDTH", "FREQUENCY", "INT", "STRING", "BOOL",
+    "key", "section", "load_board", "parse_board", "default_board_path", "describe_schema",
+]
+
+#: Granule of HBM placement: the base and size of HBM must be multiples of this (bytes).
+PAGE_BYTES = 4 * KIB
+
+
+class BoardConfigError(ValueError):
+    """A board file that cannot be used; the message names the file, key path and value."""
+
+
+# --------------------------------------------------------------------------------------------
+# Value kinds: how a YAML value becomes a base-unit Python value.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Kind:
+    """A type of board value: ``parse`` turns YAML data into the base-unit value or raises
+    ``ValueError`` with a message that already names the value and gives an example."""
+
+    name: str            # "time", "size", ...: used in messages and the schema listing
+    unit: str            # base unit of the parsed value, for the schema listing
+    parse: Callable[[Any], Any]
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer (expected e.g. 4)")
+    return value
+
+
+def _parse_str(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a non-empty string (expected e.g. 'my-board')")
+    return value
+
+
+def _parse_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a boolean (expected true or false)")
+    return value
+
+
+def _parse_address(value: Any) -> int:
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address (expected a byte address such as "
+                         f"0x0 or '4 GiB')") from None
+
+
+TIME = Kind("time", "ps", parse_time)
+SIZE = Kind("size", "bytes", parse_size)
+ADDRESS = Kind("address", "bytes", _parse_address)
+BANDWIDTH = Kind("bandwidth", "bytes/s", parse_bandwidth)
+FREQUENCY = Kind("frequency", "Hz", parse_frequency)
+INT = Kind("integer", "", _parse_int)
+STRING = Kind("string", "", _parse_str)
+BOOL = Kind("boolean", "", _parse_bool)
+
+
+# --------------------------------------------------------------------------------------------
+# Declaring keys and sections.
+# --------------------------------------------------------------------------------------------
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+_META = "npuvp_board"
+
+
+@dataclass(frozen=True)
+class _KeySpec:
+    yaml: str
+    kind: Kind
+    default: Any          # raw YAML-style default (e.g. '500 ns'), or REQUIRED
+    doc: str
+    min: int | None
+    align: int | None
+
+
+@dataclass(frozen=True)
+class _SectionSpec:
+    yaml: str
+    cls: type
+    doc: str
+
+
+def key(yaml_key: str, kind: Kind, default: Any = REQUIRED, doc: str = "", *,
+        min: int | None = None, align: int | None = None) -> Any:
+    """Declare a dataclass field as the board key ``yaml_key``.
+
+    ``default`` is written the way a board file would write it (``'500 ns'``) and is parsed
+    once here; ``REQUIRED`` makes the key mandatory. ``min`` is the smallest allowed parsed
+    value (``min=1`` means "positive"); ``align`` requires a multiple of that many base units.
+    """
+    spec = _KeySpec(yaml_key, kind, default, doc, min, align)
+    if default is REQUIRED:
+        return field(metadata={_META: spec})
+    return field(default=kind.parse(default), metadata={_META: spec})
+
+
+def section(yaml_key: str, cls: type, doc: str = "") -> Any:
+    """Declare a dataclass field as the nested section ``yaml_key`` described by ``cls``.
+
+    A section whose keys all have defaults may be omitted from the file.
+    """
+    spec = _SectionSpec(yaml_key, cls, doc)
+    if all(_spec_of(f).default is not REQUIRED for f in _key_fields(cls)
+           if isinstance(_spec_of(f), _KeySpec)) and not _required_sections(cls):
+        return field(default_factory=cls, metadata={_META: spec})
+    return field(metadata={_META: spec})
+
+
+def _key_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if _META in f.metadata]
+
+
+def _spec_of(f: dataclasses.Field) -> _KeySpec | _SectionSpec:
+    return f.metadata[_META]
+
+
+def _required_sections(cls: type) -> bool:
+    return any(isinstance(_spec_of(f), _SectionSpec) and f.default_factory is dataclasses.MISSING
+               for f in _key_fields(cls))
+
+
+class _Section:
+    """Base of every section dataclass: hook for rules that involve several keys."""
+
+    def _checks(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(yaml_key, problem)`` for each violated cross-key rule."""
+        return iter(())
+
+
+# --------------------------------------------------------------------------------------------
+# The schema. Add new sections here: one dataclass, one ``section`` field on the parent.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class HostLinkConfig(_Section):
+    """The link between the host and the board (a PCIe-like BAR plus bulk DMA path)."""
+
+    latency_ps: int = key("latency", TIME, "1 us",
+                          "cost of each host register access or memory request (ps)", min=0)
+    bandwidth: int = key("bandwidth", BANDWIDTH, "16 GB/s",
+                         "rate of bulk host memory transfers (bytes/s)", min=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HbmConfig(_Section):
+    """Device memory as the host and the DMA engines see it."""
+
+    base: int = key("base", ADDRESS, 0, "byte address of the first HBM byte",
+                    min=0, align=PAGE_BYTES)
+    size: int = key("size", SIZE, REQUIRED, "HBM capacity (bytes)", min=PAGE_BYTES,
+                    align=PAGE_BYTES)
+    latency_ps: int = key("latency", TIME, "110 ns", "unloaded access latency (ps)", min=0)
+    bandwidth: int = key("bandwidth", BANDWIDTH, "819.2 GB/s",
+                         "aggregate peak bandwidth (bytes/s)", min=1)
+
+    def _checks(self) -> Iterator[tuple[str, str]]:
+        if self.base + self.size > 1 << 64:
+            yield "size", (f"base {self.base:#x} + size {self.size:#x} ends beyond the 64-bit "
+                           f"address space")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DmaConfig(_Section):
+    """A DMA engine (descriptor-driven copy between host, HBM and SRAM)."""
+
+    latency_ps: int = key("latency", TIME, "200 ns",
+                          "setup cost of each transfer (descriptor fetch, engine start) (ps)",
+                          min=0)
+    bandwidth: int = key("bandwidth", BANDWIDTH, "100 GB/s",
+                         "streaming rate of one engine (bytes/s)", min=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BoardConfig(_Section):
+    """A whole board, values in base units. ``source`` is the file it was read from."""
+
+    name: str = key("name", STRING, REQUIRED, "board name, reported to the host")
+    host_link: HostLinkConfig = section("host_link", HostLinkConfig, "host <-> board link")
+    hbm: HbmConfig = section("hbm", HbmConfig, "device memory")
+    dma: DmaConfig = section("dma", DmaConfig, "DMA engines")
+    source: str = field(default="", compare=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and the generic parser.
+# --------------------------------------------------------------------------------------------
+
+def default_board_path() -> str:
+    """Path of the default board shipped with the package (``vp/boards/default.yaml``)."""
+    return str(resources.files("vp.boards").joinpath("default.yaml"))
+
+
+def load_board(path: str | os.PathLike | None = None) -> BoardConfig:
+    """Read and validate a board file; ``None`` loads the default board.
+
+    Raises :class:`BoardConfigError` for a missing or unreadable file, YAML syntax errors and
+    every schema violation.
+    """
+    if path is None:
+        source = default_board_path()
+        text = resources.files("vp.boards").joinpath("default.yaml").read_text(encoding="utf-8")
+    else:
+        source = os.fspath(path)
+        try:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise BoardConfigError(f"{source}: no such board file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise BoardConfigError(f"{source}: cannot read board file: {reason}") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        raise BoardConfigError(f"{source}: {_describe_yaml_error(exc)}") from None
+    return parse_board(data, source)
+
+
+def parse_board(data: Any, source: str) -> BoardConfig:
+    """Validate an already-loaded YAML document; ``source`` names it in error messages."""
+    if data is None:
+        raise BoardConfigError(f"{source}: the board file is empty (expected a mapping with "
+                               f"keys: {_allowed(BoardConfig)})")
+    if not isinstance(data, dict):
+        raise BoardConfigError(f"{source}: the document is a {type(data).__name__}, not a "
+                               f"mapping (expected keys: {_allowed(BoardConfig)})")
+    board = _parse_section(BoardConfig, data, "", source)
+    return dataclasses.replace(board, source=source)
+
+
+def _parse_section(cls: type, data: Any, path: str, source: str) -> Any:
+    def fail(at: str, problem: str) -> BoardConfigError:
+        return BoardConfigError(f"{source}: {at}: {problem}" if at else f"{source}: {problem}")
+
+    if data is None:            # "hbm:" with nothing under it, or an omitted section
+        data = {}
+    if not isinstance(data, dict):
+        raise fail(path, f"{data!r} is not a mapping (expected a section with keys: "
+                         f"{_allowed(cls)})")
+    fields = {_spec_of(f).yaml: f for f in _key_fields(cls)}
+    for name in data:
+        if name not in fields:
+            raise fail(_join(path, str(name)), f"unknown key ({_suggest(name, list(fields))}"
+                                               f"allowed: {_allowed(cls)})")
+    values: dict[str, Any] = {}
+    for yaml_key, f in fields.items():
+        spec, at = _spec_of(f), _join(path, yaml_key)
+        if isinstance(spec, _SectionSpec):
+            values[f.name] = _parse_section(spec.cls, data.get(yaml_key), at, source)
+        elif yaml_key in data:
+            values[f.name] = _parse_value(spec, data[yaml_key], at, fail)
+        elif spec.default is REQUIRED:
+            raise fail(at, f"missing required key (a {spec.kind.name}: {spec.doc})")
+    obj = cls(**values)
+    for yaml_key, problem in obj._checks():
+        raise fail(_join(path, yaml_key), problem)
+    return obj
+
+
+def _parse_value(spec: _KeySpec, raw: Any, at: str, fail) -> Any:
+    try:
+        value = spec.kind.parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise fail(at, str(exc)) from None
+    if spec.min is not None and value < spec.min:
+        need = "positive" if spec.min == 1 else f"at least {_show(spec, spec.min)}"
+        raise fail(at, f"{raw!r} is not allowed (must be {need})")
+    if spec.align and value % spec.align:
+        raise fail(at, f"{raw!r} is not a multiple of {_show(spec, spec.align)}")
+    return value
+
+
+def _show(spec: _KeySpec, value: int) -> str:
+    if spec.kind in (SIZE, ADDRESS):
+        return f"{format_size(value)} ({value} bytes)" if value >= KIB else f"{value} bytes"
+    return f"{value} {spec.kind.unit}".strip()
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _allowed(cls: type) -> str:
+    return ", ".join(_spec_of(f).yaml for f in _key_fields(cls))
+
+
+def _suggest(name: Any, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def describe_schema(cls: type = BoardConfig, path: str = "") -> str:
+    """One line per key: dotted path, kind, default (or 'required') and description."""
+    lines = []
+    for f in _key_fields(cls):
+        spec = _spec_of(f)
+        at = _join(path, spec.yaml)
+        if isinstance(spec, _SectionSpec):
+            lines.append(f"{at}:  section: {spec.doc}")
+            lines.append(describe_schema(spec.cls, at))
+        else:
+            default = "required" if spec.default is REQUIRED else f"default {spec.default!r}"
+            lines.append(f"{at}:  {spec.kind.name}, {default}: {spec.doc}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML: safe loading that refuses duplicate keys (PyYAML silently keeps the last one).
+# --------------------------------------------------------------------------------------------
+
+class _StrictLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: set = set()
+    for key_node, _ in node.value:
+        name = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = name in seen
+            seen.add(name)
+        except TypeError:       # unhashable key; the base constructor reports it
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"duplicate key {name!r}", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"invalid YAML: {where}{problem}"
