@@ -50,6 +50,7 @@ class GrpcTransport(Transport):
                  call_timeout_s: float | None = None):
         self.target = target
         self._timeout = call_timeout_s
+        self._closed = False
         self._channel = grpc.insecure_channel(target, options=list(CHANNEL_OPTIONS))
         problem = _connect(self._channel, timeout_s)
         if problem:
@@ -83,6 +84,7 @@ class GrpcTransport(Transport):
         return TransportError(f"{self.target}: {method} failed: {name}: {details}")
 
     def _call(self, method: str, rpc: Callable[..., Any], request: Any) -> Any:
+        self._check_open()
         try:
             return rpc(request, timeout=self._timeout)
         except grpc.RpcError as exc:
@@ -126,6 +128,7 @@ class GrpcTransport(Transport):
     def read_mem(self, address: int, nbytes: int) -> tuple[np.ndarray, int]:
         _check_uint("memory read", "address", address, 64)
         _check_uint("memory read", "length", nbytes, 64)
+        self._check_open()
         out = np.empty(nbytes, dtype=np.uint8)
         offset, now_ps = 0, 0
         try:
@@ -155,7 +158,12 @@ class GrpcTransport(Transport):
         return self._call("Reset", self._stub.Reset, pb.ResetRequest()).now_ps
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError(f"the link to {self.target} is closed")
 
     def __enter__(self) -> "GrpcTransport":
         return self

@@ -12,14 +12,19 @@ One board owns one :class:`~vp.kernel.Simulator`, so one board lives in one proc
 
 from __future__ import annotations
 
+from models.cp import CommandProcessor
 from models.dma import Dma
+from models.dma_engine import DmaEngines
 from models.error_unit import ErrorUnit
 from models.hbm import Hbm
 from models.hostif import HostInterface
 from models.irq import InterruptController
+from models.perf import PerfCounters
+from models.stats import board_stats
 from models.regblock import RegisterBlock
 from models.sysctl import SystemControl
 from vp.kernel import Module, Router, Simulator
+from vp.kernel.time import cycles_to_ps
 from vp.spec.board_config import BoardConfig, load_board
 from vp.spec.regmap import REGMAP
 
@@ -45,7 +50,7 @@ class Board:
         top = self.top = Module(self.sim, "board")
         self.irq = InterruptController(top, "irq")
         self.errors = ErrorUnit(top, "err", self.irq)
-        self.hbm = Hbm(top, "hbm", cfg.hbm.size, cfg.hbm.latency_ps, cfg.hbm.bandwidth)
+        self.hbm = Hbm.simple(top, "hbm", cfg.hbm.size, cfg.hbm.latency_ps, cfg.hbm.bandwidth)
         self.bus = Router(top, "bus")
         self.bus.map(cfg.hbm.base, cfg.hbm.size, self.hbm.target_socket, "hbm")
         self.dma = Dma(top, "dma", cfg.dma.latency_ps, cfg.dma.bandwidth,
@@ -53,20 +58,47 @@ class Board:
         self.dma.socket.bind(self.bus.target_socket)
         self.sysctl = SystemControl(top, "sysctl", cfg.hbm.size, self.soft_reset)
         self.doorbells = RegisterBlock(REGMAP.block("db"))
+        self.dma_engines = DmaEngines(top, "dma_engines", count=cfg.dma.engines,
+                                      latency_ps=cfg.dma.latency_ps, bandwidth=cfg.dma.bandwidth,
+                                      valid_range=self.valid_range,
+                                      timing_only=cfg.mode == "performance")
+        self.dma_engines.socket.bind(self.bus.target_socket)
+        self.cp = CommandProcessor(top, "cp", irq=self.irq, errors=self.errors,
+                                   doorbells=self.doorbells, mem_base=cfg.hbm.base,
+                                   mem_size=cfg.hbm.size,
+                                   packet_ps=cycles_to_ps(cfg.cp.packet_cycles, cfg.chip.clock),
+                                   watchdog_ps=cfg.cp.watchdog)
+        self.cp.socket.bind(self.bus.target_socket)
+        self.cp.attach([], self.dma_engines)
+        self.perf = PerfCounters(top, "perf", self.stats)
+        self._epoch_ps = 0
         self.hostif = HostInterface(top, "hostif", cfg.host_link.latency_ps,
                                     cfg.host_link.bandwidth, cfg.hbm.base, cfg.hbm.size,
                                     self.errors)
         self.hostif.mem_socket.bind(self.bus.target_socket)
         for name, target in (("id", self.sysctl.id_regs), ("irq", self.irq.regs),
                              ("err", self.errors.regs), ("rst", self.sysctl.rst_regs),
-                             ("db", self.doorbells), ("dma", self.dma.regs)):
+                             ("db", self.doorbells), ("dma", self.dma.regs),
+                             ("cp", self.cp.regs), ("perf", self.perf.regs)):
             self.hostif.map_block(name, target)
         self.sim.settle()  # start the processes
+
+    def valid_range(self, address: int, nbytes: int) -> bool:
+        """True when ``[address, address+nbytes)`` is inside HBM (the DMA-reachable memory)."""
+        hbm = self.config.hbm
+        return hbm.base <= address and address + nbytes <= hbm.base + hbm.size
+
+    def stats(self) -> dict:
+        """Counters, utilisation and energy since the last reset (see models.stats)."""
+        units = {"hbm": self.hbm.counters, "dma_engines": self.dma_engines.counters}
+        return board_stats(units, self.config.cores.kinds(), self.config.energy,
+                           self.sim.now - self._epoch_ps)
 
     def soft_reset(self) -> None:
         """Every block to its reset values; HBM contents and simulated time are kept."""
         self.doorbells.reset()
         self.top.reset()
+        self._epoch_ps = self.sim.now
 
     def power_on_reset(self) -> None:
         """Back to the power-on state: a soft reset that also forgets HBM contents."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -282,6 +281,15 @@ def test_cannot_connect_names_the_target_and_fails_fast():
     assert time.monotonic() - start < 10         # refused: no waiting out the timeout
 
 
+def test_calls_after_close_are_transport_errors(address):
+    t = GrpcTransport(address)
+    t.close()
+    with pytest.raises(TransportError, match="closed"):
+        t.info()
+    with pytest.raises(TransportError, match="closed"):
+        t.read_mem(CFG.hbm.base, 4)
+
+
 def test_serve_prints_its_address_and_exits_cleanly_on_sigterm():
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
@@ -309,6 +317,14 @@ def test_serve_refuses_a_bad_board_file(tmp_path):
     assert result.returncode == 2
     assert "hbm.size: '64 GB/s'" in result.stderr and str(board) in result.stderr
     assert not (tmp_path / "port").exists()
+
+
+def test_serve_refuses_a_port_in_use(address):
+    port = address.rsplit(":", 1)[1]
+    cmd = serve_command("unused")[:4] + ["--port", port]          # python -m vp.cli serve
+    result = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
 def test_model_bug_is_internal_and_the_server_keeps_serving(caplog):

@@ -114,12 +114,12 @@ def test_schema_listing_names_every_key():
 def test_unknown_key_suggests_the_close_one():
     message = parse_error(with_("dma", latncy="200 ns"))
     assert message == ("board.yaml: dma.latncy: unknown key (did you mean 'latency'? "
-                       "allowed: latency, bandwidth)")
+                       "allowed: latency, bandwidth, engines)")
 
 
 def test_unknown_section():
-    message = parse_error({**MINIMAL, "noc": {"mesh": "4x4"}})
-    assert "board.yaml: noc: unknown key" in message
+    message = parse_error({**MINIMAL, "fabric": {"mesh": "4x4"}})
+    assert "board.yaml: fabric: unknown key" in message
     assert "allowed: name, host_link, hbm, dma" in message
 
 

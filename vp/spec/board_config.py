@@ -90,6 +90,34 @@ def _parse_address(value: Any) -> int:
                          f"0x0 or '4 GiB')") from None
 
 
+def _parse_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number (expected e.g. 1.5)")
+    return float(value)
+
+
+def choice(*options: str) -> Kind:
+    """A kind whose value is one of ``options``."""
+    def parse(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return value
+    return Kind("choice of " + "|".join(options), "", parse)
+
+
+def _parse_node(text: Any) -> tuple[int, int]:
+    parts = str(text).split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"{text!r} is not a mesh node (expected 'x,y', e.g. '0,3')")
+    return int(parts[0]), int(parts[1])
+
+
+def _parse_nodes(value: Any) -> tuple[tuple[int, int], ...]:
+    if not isinstance(value, str) or not value.split():
+        raise ValueError(f"{value!r} is not a list of mesh nodes (expected e.g. '0,0 3,0')")
+    return tuple(_parse_node(item) for item in value.split())
+
+
 TIME = Kind("time", "ps", parse_time)
 SIZE = Kind("size", "bytes", parse_size)
 ADDRESS = Kind("address", "bytes", _parse_address)
@@ -98,6 +126,9 @@ FREQUENCY = Kind("frequency", "Hz", parse_frequency)
 INT = Kind("integer", "", _parse_int)
 STRING = Kind("string", "", _parse_str)
 BOOL = Kind("boolean", "", _parse_bool)
+FLOAT = Kind("number", "", _parse_float)
+NODE = Kind("mesh node", "", _parse_node)
+NODES = Kind("mesh node list", "", _parse_nodes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,6 +249,138 @@ class DmaConfig(_Section):
                           min=0)
     bandwidth: int = key("bandwidth", BANDWIDTH, "100 GB/s",
                          "streaming rate of one engine (bytes/s)", min=1)
+    engines: int = key("engines", INT, 4, "descriptor engines serving the command processor's "
+                       "DMA packets", min=1)
+
+
+MODES = ("functional", "performance")
+CORE_KINDS = ("ca", "cf", "unified")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChipConfig(_Section):
+    """Chip-wide settings."""
+
+    clock: int = key("clock", FREQUENCY, "1.5 GHz", "core and network-on-chip clock (Hz)", min=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoreKindConfig(_Section):
+    """One kind of core: how many, and what each has."""
+
+    count: int = key("count", INT, 0, "cores of this kind (0 = none)", min=0)
+    matrix_rows: int = key("matrix_rows", INT, 32, "systolic array rows R (MACs per column)",
+                           min=1)
+    matrix_cols: int = key("matrix_cols", INT, 32, "systolic array columns C", min=1)
+    vector_lanes: int = key("vector_lanes", INT, 64, "fp32 vector elements per cycle", min=1)
+    sram: int = key("sram", SIZE, "16 MiB", "local SRAM (bytes)", min=KIB, align=KIB)
+    sram_bytes_per_cycle: int = key("sram_bytes_per_cycle", INT, 512,
+                                    "SRAM bandwidth seen by the compute units (bytes/cycle)",
+                                    min=1)
+    gemm_mode: str = key("gemm_mode", choice("ws", "pipelined"), "ws",
+                         "systolic array schedule: ws (folds in series) or pipelined")
+
+    def _checks(self) -> Iterator[tuple[str, str]]:
+        if self.sram > 1 << 32:
+            yield "sram", "a core's SRAM may be at most 4 GiB (its aperture in the memory map)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoresConfig(_Section):
+    """The programmable cores, by kind. Core ids: ca first, then cf, then unified."""
+
+    ca: CoreKindConfig = section("ca", CoreKindConfig, "context-aware (attention) cores")
+    cf: CoreKindConfig = section("cf", CoreKindConfig, "context-free (FFN/projection) cores")
+    unified: CoreKindConfig = section("unified", CoreKindConfig, "unified cores (both)")
+
+    @property
+    def total(self) -> int:
+        return self.ca.count + self.cf.count + self.unified.count
+
+    def kinds(self) -> list[str]:
+        """Kind of each core, indexed by core id."""
+        return [k for k in CORE_KINDS for _ in range(getattr(self, k).count)]
+
+    def _checks(self) -> Iterator[tuple[str, str]]:
+        if self.total > 64:
+            yield "ca", f"{self.total} cores: a board holds at most 64 (64-bit core masks)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NocConfig(_Section):
+    """The 2-D mesh network-on-chip (XY routing)."""
+
+    mesh_x: int = key("mesh_x", INT, 4, "mesh columns", min=1)
+    mesh_y: int = key("mesh_y", INT, 4, "mesh rows", min=1)
+    router_cycles: int = key("router_cycles", INT, 2, "router pipeline latency (cycles)", min=0)
+    link_cycles: int = key("link_cycles", INT, 1, "link traversal latency (cycles)", min=0)
+    flit_bytes: int = key("flit_bytes", INT, 64, "link width: bytes per cycle per direction",
+                          min=1)
+    hbm_nodes: tuple = key("hbm_nodes", NODES, "0,0", "node of each HBM stack's controller")
+    cp_node: tuple = key("cp_node", NODE, "0,0", "node of the command processor and DMA engines")
+    placement: str = key("placement", STRING, "auto",
+                         "node of each core by core id, e.g. '0,0 1,0 ...', or 'auto' "
+                         "(row-major, kinds interleaved)")
+
+    def core_nodes(self, kinds: list[str]) -> list[tuple[int, int]]:
+        """Mesh node of each core (``kinds[i]`` is core i's kind). 'auto' interleaves the kinds
+        (ca, cf, unified, ca, cf, ...) over the nodes in row-major order, so each CA core sits
+        next to a CF core."""
+        if self.placement != "auto":
+            return list(_parse_nodes(self.placement))
+        by_kind = {k: [i for i, kind in enumerate(kinds) if kind == k] for k in CORE_KINDS}
+        order = []
+        while any(by_kind.values()):
+            for k in CORE_KINDS:
+                if by_kind[k]:
+                    order.append(by_kind[k].pop(0))
+        nodes = [(n % self.mesh_x, n // self.mesh_x) for n in range(len(order))]
+        placed = dict(zip(order, nodes))
+        return [placed[i] for i in range(len(kinds))]
+
+    def _checks(self) -> Iterator[tuple[str, str]]:
+        for name, nodes in (("hbm_nodes", self.hbm_nodes), ("cp_node", (self.cp_node,))):
+            for x, y in nodes:
+                if x >= self.mesh_x or y >= self.mesh_y:
+                    yield name, f"node {x},{y} is outside the {self.mesh_x}x{self.mesh_y} mesh"
+        if self.placement != "auto":
+            try:
+                nodes = _parse_nodes(self.placement)
+            except ValueError as exc:
+                yield "placement", str(exc)
+                return
+            for x, y in nodes:
+                if x >= self.mesh_x or y >= self.mesh_y:
+                    yield "placement", f"node {x},{y} is outside the {self.mesh_x}x{self.mesh_y} mesh"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpConfig(_Section):
+    """The command processor."""
+
+    packet_cycles: int = key("packet_cycles", INT, 20,
+                             "decode and dispatch time of one packet (cycles)", min=0)
+    watchdog: int = key("watchdog", TIME, "1 ms", "a wait with no progress anywhere for this "
+                        "long is a deadlock (ps)", min=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyConfig(_Section):
+    """Energy per action (pJ) and static power (W), Accelergy-style."""
+
+    mac_fp32_pj: float = key("mac_fp32_pj", FLOAT, 4.6, "one fp32 multiply-accumulate (pJ)")
+    mac_bf16_pj: float = key("mac_bf16_pj", FLOAT, 1.1, "one bf16 multiply-accumulate (pJ)")
+    mac_int8_pj: float = key("mac_int8_pj", FLOAT, 0.3, "one int8 multiply-accumulate (pJ)")
+    vector_op_pj: float = key("vector_op_pj", FLOAT, 0.8, "one vector element operation (pJ)")
+    sram_pj_per_byte: float = key("sram_pj_per_byte", FLOAT, 0.6, "SRAM read or write (pJ/B)")
+    hbm_pj_per_byte: float = key("hbm_pj_per_byte", FLOAT, 31.0, "HBM read or write (pJ/B)")
+    noc_pj_per_byte_hop: float = key("noc_pj_per_byte_hop", FLOAT, 0.9,
+                                     "one byte over one NoC hop (pJ)")
+    static_ca_w: float = key("static_ca_w", FLOAT, 2.0, "static power of one CA core (W)")
+    static_cf_w: float = key("static_cf_w", FLOAT, 3.0, "static power of one CF core (W)")
+    static_unified_w: float = key("static_unified_w", FLOAT, 3.5,
+                                  "static power of one unified core (W)")
+    static_hbm_w: float = key("static_hbm_w", FLOAT, 10.0, "static power of all HBM (W)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,7 +391,24 @@ class BoardConfig(_Section):
     host_link: HostLinkConfig = section("host_link", HostLinkConfig, "host <-> board link")
     hbm: HbmConfig = section("hbm", HbmConfig, "device memory")
     dma: DmaConfig = section("dma", DmaConfig, "DMA engines")
+    mode: str = key("mode", choice(*MODES), "functional",
+                    "functional (real bytes, bit-exact) or performance (timing only)")
+    chip: ChipConfig = section("chip", ChipConfig, "chip-wide settings")
+    cores: CoresConfig = section("cores", CoresConfig, "programmable cores")
+    noc: NocConfig = section("noc", NocConfig, "network-on-chip")
+    cp: CpConfig = section("cp", CpConfig, "command processor")
+    energy: EnergyConfig = section("energy", EnergyConfig, "energy per action")
     source: str = field(default="", compare=False)
+
+    def _checks(self) -> Iterator[tuple[str, str]]:
+        nodes = self.noc.mesh_x * self.noc.mesh_y
+        if self.noc.placement == "auto" and self.cores.total > nodes:
+            yield "cores", (f"{self.cores.total} cores do not fit the {self.noc.mesh_x}x"
+                            f"{self.noc.mesh_y} mesh with automatic placement")
+        if self.noc.placement != "auto":
+            placed = len(self.noc.placement.split())
+            if placed != self.cores.total:
+                yield "noc", (f"placement lists {placed} nodes for {self.cores.total} cores")
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ DEVICE_ID = 0x4E505556
 #: Reset value of id.VERSION.MAJOR.
 VERSION_MAJOR = 1
 #: Reset value of id.VERSION.MINOR.
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 #: Reset value of id.VERSION.PATCH.
 VERSION_PATCH = 0
 
@@ -33,6 +33,21 @@ class ErrCode(RegEnum):
     DMA_RANGE = 5, 'DMA source or destination range outside HBM.'
     DMA_BUSY = 6, 'DMA transfer started while the engine was busy.'
     DMA_LENGTH = 7, 'DMA transfer started with a length of zero bytes.'
+    BAD_OPCODE = 8, ('Command packet or core instruction with an opcode the device does not '
+                     'know.')
+    MALFORMED_PACKET = 9, ('Command packet or core instruction whose length word does not '
+                           'match its opcode, or that runs past the end of the ring or program.')
+    SRAM_OVERFLOW = 10, "A core instruction addresses bytes beyond the end of the core's SRAM."
+    MISALIGNED = 11, ('An operand address is not aligned to its element size (or a ring '
+                      'pointer to 4 bytes).')
+    DESC_RANGE = 12, ('A DMA descriptor, load or store touches addresses outside HBM and the '
+                      'SRAM apertures.')
+    DEADLOCK = 13, ('The watchdog found a queue or core blocked (semaphore, barrier, receive, '
+                    'wait) for longer than the watchdog period with no progress anywhere on '
+                    'the board.')
+    QUEUE_DISABLED = 14, ('A doorbell was rung for a queue whose ring is not enabled or not '
+                          'configured.')
+    BAD_CORE = 15, 'A packet or instruction names a core that does not exist on this board.'
 
 
 class ErrSource(RegEnum):
@@ -40,6 +55,8 @@ class ErrSource(RegEnum):
 
     HOST = 0, 'Host access through BAR0 or the host memory window.'
     DMA = 1, 'The DMA engine.'
+    CP = 2, 'The command processor (ERR_SYNDROME[3:0] = queue).'
+    CORE = 3, 'A core executing a program (ERR_SYNDROME[15:0] = core id).'
 
 
 #: Enumeration name (as in ``Field.enum``) -> class.
@@ -77,7 +94,7 @@ REGMAP = RegMap(
                 # id.VERSION @ 0x0004
                 Register(
                     name='VERSION', block='id', offset=0x04, address=0x0004,
-                    reset=0x00010000, title='Register-map version',
+                    reset=0x00010100, title='Register-map version',
                     desc=('Version of this register map (semantic versioning: '
                           'MAJOR.MINOR.PATCH). A change of MAJOR breaks software '
                           'compatibility; MINOR adds registers or fields in a '
@@ -85,7 +102,7 @@ REGMAP = RegMap(
                     fields=(
                         Field('PATCH', lsb=0, width=8, sw='r', hw='na', reset=0x0,
                               desc='Patch version.'),
-                        Field('MINOR', lsb=8, width=8, sw='r', hw='na', reset=0x0,
+                        Field('MINOR', lsb=8, width=8, sw='r', hw='na', reset=0x1,
                               desc='Minor version.'),
                         Field('MAJOR', lsb=16, width=8, sw='r', hw='na', reset=0x1,
                               desc=('Major version. The driver refuses a board with a '
@@ -95,7 +112,7 @@ REGMAP = RegMap(
                 # id.FEATURES @ 0x0008
                 Register(
                     name='FEATURES', block='id', offset=0x08, address=0x0008,
-                    reset=0x00000003, title='Feature bits',
+                    reset=0x0000001F, title='Feature bits',
                     desc=("Optional units present on this board. Software must check a unit's "
                           'bit before using its registers. Reserved bits read 0 (units added '
                           'by later versions).'),
@@ -106,6 +123,14 @@ REGMAP = RegMap(
                         Field('TIMESTAMP', lsb=1, width=1, sw='r', hw='na', reset=0x1,
                               desc=('1 = the simulated-time counter TIMESTAMP_LO/TIMESTAMP_HI '
                                     'is present.')),
+                        Field('CP', lsb=2, width=1, sw='r', hw='na', reset=0x1,
+                              desc=('1 = the command processor with rings in HBM is present '
+                                    '(block cp).')),
+                        Field('CORES', lsb=3, width=1, sw='r', hw='na', reset=0x1,
+                              desc=('1 = programmable cores are present; their number is in '
+                                    'cp.CORES.')),
+                        Field('PERF', lsb=4, width=1, sw='r', hw='na', reset=0x1,
+                              desc='1 = performance counters are readable through block perf.'),
                     ),
                 ),
                 # id.SCRATCH @ 0x000C
@@ -175,8 +200,9 @@ REGMAP = RegMap(
             title='Interrupt controller',
             desc=("Collects the device's interrupt sources into one host interrupt line. Every "
                   'register of this block has the same bit for each source: DMA_DONE (bit 0), '
-                  'DMA_ERROR (bit 1), GUEST_ERROR (bit 2), SW (bit 3). The host interrupt line '
-                  'is asserted while (INT_STATUS & ~INT_MASK) != 0.'),
+                  'DMA_ERROR (bit 1), GUEST_ERROR (bit 2), SW (bit 3), CP_FENCE (bit 4), '
+                  'CP_ERROR (bit 5), CORE_ERROR (bit 6). The host interrupt line is asserted '
+                  'while (INT_STATUS & ~INT_MASK) != 0.'),
             registers=(
                 # irq.INT_RAW @ 0x0100
                 Register(
@@ -194,6 +220,14 @@ REGMAP = RegMap(
                         Field('SW', lsb=3, width=1, sw='r', hw='w', reset=0x0,
                               desc=('Software interrupt (always 0: INT_SET latches directly '
                                     'into INT_STATUS).')),
+                        Field('CP_FENCE', lsb=4, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('Command processor: a FENCE packet with the interrupt flag '
+                                    'completed.')),
+                        Field('CP_ERROR', lsb=5, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('Command processor: a queue stopped on an error '
+                                    '(cp.Q_STATUS.ERROR).')),
+                        Field('CORE_ERROR', lsb=6, width=1, sw='r', hw='w', reset=0x0,
+                              desc='A core stopped on an error while executing a program.'),
                     ),
                 ),
                 # irq.INT_STATUS @ 0x0104
@@ -215,6 +249,15 @@ REGMAP = RegMap(
                               desc='GUEST_ERROR pending; write 1 to clear.'),
                         Field('SW', lsb=3, width=1, sw='rw', hw='w', reset=0x0, onwrite='woclr',
                               desc='SW pending; write 1 to clear.'),
+                        Field('CP_FENCE', lsb=4, width=1, sw='rw', hw='w', reset=0x0,
+                              onwrite='woclr',
+                              desc='CP_FENCE pending; write 1 to clear.'),
+                        Field('CP_ERROR', lsb=5, width=1, sw='rw', hw='w', reset=0x0,
+                              onwrite='woclr',
+                              desc='CP_ERROR pending; write 1 to clear.'),
+                        Field('CORE_ERROR', lsb=6, width=1, sw='rw', hw='w', reset=0x0,
+                              onwrite='woclr',
+                              desc='CORE_ERROR pending; write 1 to clear.'),
                     ),
                 ),
                 # irq.INT_MASK @ 0x0108
@@ -233,6 +276,12 @@ REGMAP = RegMap(
                               desc='1 = mask GUEST_ERROR.'),
                         Field('SW', lsb=3, width=1, sw='rw', hw='r', reset=0x0,
                               desc='1 = mask SW.'),
+                        Field('CP_FENCE', lsb=4, width=1, sw='rw', hw='r', reset=0x0,
+                              desc='1 = mask CP_FENCE.'),
+                        Field('CP_ERROR', lsb=5, width=1, sw='rw', hw='r', reset=0x0,
+                              desc='1 = mask CP_ERROR.'),
+                        Field('CORE_ERROR', lsb=6, width=1, sw='rw', hw='r', reset=0x0,
+                              desc='1 = mask CORE_ERROR.'),
                     ),
                 ),
                 # irq.INT_SET @ 0x010C
@@ -254,6 +303,15 @@ REGMAP = RegMap(
                               desc='Write 1 to latch GUEST_ERROR.'),
                         Field('SW', lsb=3, width=1, sw='w', hw='r', reset=0x0, singlepulse=True,
                               desc='Write 1 to latch SW.'),
+                        Field('CP_FENCE', lsb=4, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc='Write 1 to latch CP_FENCE.'),
+                        Field('CP_ERROR', lsb=5, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc='Write 1 to latch CP_ERROR.'),
+                        Field('CORE_ERROR', lsb=6, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc='Write 1 to latch CORE_ERROR.'),
                     ),
                 ),
             ),
@@ -563,6 +621,1061 @@ REGMAP = RegMap(
                     fields=(
                         Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
                               desc='Bytes copied by the last completed transfer.'),
+                    ),
+                ),
+            ),
+        ),
+        # ---------------------------------------- cp @ 0x2000
+        Block(
+            name='cp', offset=0x2000, size=0x014C,
+            title='Command processor',
+            desc=('Eight command queues, each a ring of command packets in HBM (formats in '
+                  'docs/isa.md). Set-up: write RING_BASE_LO/HI (4-byte aligned HBM address) '
+                  'and RING_SIZE (bytes, a power of two of at least 64), then Q_CTRL.ENABLE = '
+                  '1. The host writes packets at the tail and rings the queue by writing the '
+                  'new tail offset to db.DOORBELL[n]; the command processor executes packets '
+                  'from HEAD up to the tail, wrapping at RING_SIZE, and advances HEAD past '
+                  'each completed packet. A FENCE packet writes its value to FENCE[n] (and '
+                  'raises CP_FENCE when its interrupt flag is set). A faulting packet stops '
+                  'its queue: Q_STATUS.ERROR is set with the cause, ERR_OFFSET holds the '
+                  "packet's ring offset, the error record is written with SOURCE = CP, and "
+                  'CP_ERROR is raised. Q_CTRL.RESET (or a board reset) clears the queue: HEAD '
+                  '= 0, status cleared. Semaphores SEM[0..15] are shared by all queues and '
+                  'cores.'),
+            registers=(
+                # cp.RING_BASE_LO[0] @ 0x2000
+                Register(
+                    name='RING_BASE_LO[0]', block='cp', offset=0x00, address=0x2000,
+                    reset=0x00000000, title='Ring base, low word',
+                    desc="HBM byte address of queue n's ring, bits [31:0]; 4-byte aligned.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [31:0].'),
+                    ),
+                ),
+                # cp.RING_BASE_LO[1] @ 0x2004
+                Register(
+                    name='RING_BASE_LO[1]', block='cp', offset=0x04, address=0x2004,
+                    reset=0x00000000, title='Ring base, low word',
+                    desc="HBM byte address of queue n's ring, bits [31:0]; 4-byte aligned.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [31:0].'),
+                    ),
+                ),
+                # cp.RING_BASE_LO[2] @ 0x2008
+                Register(
+                    name='RING_BASE_LO[2]', block='cp', offset=0x08, address=0x2008,
+                    reset=0x00000000, title='Ring base, low word',
+                    desc="HBM byte address of queue n's ring, bits [31:0]; 4-byte aligned.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [31:0].'),
+                    ),
+                ),
+                # cp.RING_BASE_LO[3] @ 0x200C
+                Register(
+                    name='RING_BASE_LO[3]', block='cp', offset=0x0C, address=0x200C,
+                    reset=0x00000000, title='Ring base, low word',
+                    desc="HBM byte address of queue n's ring, bits [31:0]; 4-byte aligned.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [31:0].'),
+                    ),
+                ),
+                # cp.RING_BASE_LO[4] @ 0x2010
+                Register(
+                    name='RING_BASE_LO[4]', block='cp', offset=0x10, address=0x2010,
+                    reset=0x00000000, title='Ring base, low word',
+                    desc="HBM byte address of queue n's ring, bits [31:0]; 4-byte aligned.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [31:0].'),
+                    ),
+                ),
+                # cp.RING_BASE_LO[5] @ 0x2014
+                Register(
+                    name='RING_BASE_LO[5]', block='cp', offset=0x14, address=0x2014,
+                    reset=0x00000000, title='Ring base, low word',
+                    desc="HBM byte address of queue n's ring, bits [31:0]; 4-byte aligned.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [31:0].'),
+                    ),
+                ),
+                # cp.RING_BASE_LO[6] @ 0x2018
+                Register(
+                    name='RING_BASE_LO[6]', block='cp', offset=0x18, address=0x2018,
+                    reset=0x00000000, title='Ring base, low word',
+                    desc="HBM byte address of queue n's ring, bits [31:0]; 4-byte aligned.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [31:0].'),
+                    ),
+                ),
+                # cp.RING_BASE_LO[7] @ 0x201C
+                Register(
+                    name='RING_BASE_LO[7]', block='cp', offset=0x1C, address=0x201C,
+                    reset=0x00000000, title='Ring base, low word',
+                    desc="HBM byte address of queue n's ring, bits [31:0]; 4-byte aligned.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [31:0].'),
+                    ),
+                ),
+                # cp.RING_BASE_HI[0] @ 0x2020
+                Register(
+                    name='RING_BASE_HI[0]', block='cp', offset=0x20, address=0x2020,
+                    reset=0x00000000, title='Ring base, high word',
+                    desc="HBM byte address of queue n's ring, bits [63:32].",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [63:32].'),
+                    ),
+                ),
+                # cp.RING_BASE_HI[1] @ 0x2024
+                Register(
+                    name='RING_BASE_HI[1]', block='cp', offset=0x24, address=0x2024,
+                    reset=0x00000000, title='Ring base, high word',
+                    desc="HBM byte address of queue n's ring, bits [63:32].",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [63:32].'),
+                    ),
+                ),
+                # cp.RING_BASE_HI[2] @ 0x2028
+                Register(
+                    name='RING_BASE_HI[2]', block='cp', offset=0x28, address=0x2028,
+                    reset=0x00000000, title='Ring base, high word',
+                    desc="HBM byte address of queue n's ring, bits [63:32].",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [63:32].'),
+                    ),
+                ),
+                # cp.RING_BASE_HI[3] @ 0x202C
+                Register(
+                    name='RING_BASE_HI[3]', block='cp', offset=0x2C, address=0x202C,
+                    reset=0x00000000, title='Ring base, high word',
+                    desc="HBM byte address of queue n's ring, bits [63:32].",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [63:32].'),
+                    ),
+                ),
+                # cp.RING_BASE_HI[4] @ 0x2030
+                Register(
+                    name='RING_BASE_HI[4]', block='cp', offset=0x30, address=0x2030,
+                    reset=0x00000000, title='Ring base, high word',
+                    desc="HBM byte address of queue n's ring, bits [63:32].",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [63:32].'),
+                    ),
+                ),
+                # cp.RING_BASE_HI[5] @ 0x2034
+                Register(
+                    name='RING_BASE_HI[5]', block='cp', offset=0x34, address=0x2034,
+                    reset=0x00000000, title='Ring base, high word',
+                    desc="HBM byte address of queue n's ring, bits [63:32].",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [63:32].'),
+                    ),
+                ),
+                # cp.RING_BASE_HI[6] @ 0x2038
+                Register(
+                    name='RING_BASE_HI[6]', block='cp', offset=0x38, address=0x2038,
+                    reset=0x00000000, title='Ring base, high word',
+                    desc="HBM byte address of queue n's ring, bits [63:32].",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [63:32].'),
+                    ),
+                ),
+                # cp.RING_BASE_HI[7] @ 0x203C
+                Register(
+                    name='RING_BASE_HI[7]', block='cp', offset=0x3C, address=0x203C,
+                    reset=0x00000000, title='Ring base, high word',
+                    desc="HBM byte address of queue n's ring, bits [63:32].",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring base address, bits [63:32].'),
+                    ),
+                ),
+                # cp.RING_SIZE[0] @ 0x2040
+                Register(
+                    name='RING_SIZE[0]', block='cp', offset=0x40, address=0x2040,
+                    reset=0x00000000, title='Ring size',
+                    desc="Size of queue n's ring in bytes: a power of two, at least 64.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring size in bytes.'),
+                    ),
+                ),
+                # cp.RING_SIZE[1] @ 0x2044
+                Register(
+                    name='RING_SIZE[1]', block='cp', offset=0x44, address=0x2044,
+                    reset=0x00000000, title='Ring size',
+                    desc="Size of queue n's ring in bytes: a power of two, at least 64.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring size in bytes.'),
+                    ),
+                ),
+                # cp.RING_SIZE[2] @ 0x2048
+                Register(
+                    name='RING_SIZE[2]', block='cp', offset=0x48, address=0x2048,
+                    reset=0x00000000, title='Ring size',
+                    desc="Size of queue n's ring in bytes: a power of two, at least 64.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring size in bytes.'),
+                    ),
+                ),
+                # cp.RING_SIZE[3] @ 0x204C
+                Register(
+                    name='RING_SIZE[3]', block='cp', offset=0x4C, address=0x204C,
+                    reset=0x00000000, title='Ring size',
+                    desc="Size of queue n's ring in bytes: a power of two, at least 64.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring size in bytes.'),
+                    ),
+                ),
+                # cp.RING_SIZE[4] @ 0x2050
+                Register(
+                    name='RING_SIZE[4]', block='cp', offset=0x50, address=0x2050,
+                    reset=0x00000000, title='Ring size',
+                    desc="Size of queue n's ring in bytes: a power of two, at least 64.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring size in bytes.'),
+                    ),
+                ),
+                # cp.RING_SIZE[5] @ 0x2054
+                Register(
+                    name='RING_SIZE[5]', block='cp', offset=0x54, address=0x2054,
+                    reset=0x00000000, title='Ring size',
+                    desc="Size of queue n's ring in bytes: a power of two, at least 64.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring size in bytes.'),
+                    ),
+                ),
+                # cp.RING_SIZE[6] @ 0x2058
+                Register(
+                    name='RING_SIZE[6]', block='cp', offset=0x58, address=0x2058,
+                    reset=0x00000000, title='Ring size',
+                    desc="Size of queue n's ring in bytes: a power of two, at least 64.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring size in bytes.'),
+                    ),
+                ),
+                # cp.RING_SIZE[7] @ 0x205C
+                Register(
+                    name='RING_SIZE[7]', block='cp', offset=0x5C, address=0x205C,
+                    reset=0x00000000, title='Ring size',
+                    desc="Size of queue n's ring in bytes: a power of two, at least 64.",
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='r', reset=0x0,
+                              desc='Ring size in bytes.'),
+                    ),
+                ),
+                # cp.HEAD[0] @ 0x2060
+                Register(
+                    name='HEAD[0]', block='cp', offset=0x60, address=0x2060,
+                    reset=0x00000000, title='Ring head',
+                    desc=('Byte offset in the ring of the next packet queue n will execute. '
+                          'The host may reuse ring space up to HEAD.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Head offset in bytes.'),
+                    ),
+                ),
+                # cp.HEAD[1] @ 0x2064
+                Register(
+                    name='HEAD[1]', block='cp', offset=0x64, address=0x2064,
+                    reset=0x00000000, title='Ring head',
+                    desc=('Byte offset in the ring of the next packet queue n will execute. '
+                          'The host may reuse ring space up to HEAD.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Head offset in bytes.'),
+                    ),
+                ),
+                # cp.HEAD[2] @ 0x2068
+                Register(
+                    name='HEAD[2]', block='cp', offset=0x68, address=0x2068,
+                    reset=0x00000000, title='Ring head',
+                    desc=('Byte offset in the ring of the next packet queue n will execute. '
+                          'The host may reuse ring space up to HEAD.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Head offset in bytes.'),
+                    ),
+                ),
+                # cp.HEAD[3] @ 0x206C
+                Register(
+                    name='HEAD[3]', block='cp', offset=0x6C, address=0x206C,
+                    reset=0x00000000, title='Ring head',
+                    desc=('Byte offset in the ring of the next packet queue n will execute. '
+                          'The host may reuse ring space up to HEAD.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Head offset in bytes.'),
+                    ),
+                ),
+                # cp.HEAD[4] @ 0x2070
+                Register(
+                    name='HEAD[4]', block='cp', offset=0x70, address=0x2070,
+                    reset=0x00000000, title='Ring head',
+                    desc=('Byte offset in the ring of the next packet queue n will execute. '
+                          'The host may reuse ring space up to HEAD.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Head offset in bytes.'),
+                    ),
+                ),
+                # cp.HEAD[5] @ 0x2074
+                Register(
+                    name='HEAD[5]', block='cp', offset=0x74, address=0x2074,
+                    reset=0x00000000, title='Ring head',
+                    desc=('Byte offset in the ring of the next packet queue n will execute. '
+                          'The host may reuse ring space up to HEAD.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Head offset in bytes.'),
+                    ),
+                ),
+                # cp.HEAD[6] @ 0x2078
+                Register(
+                    name='HEAD[6]', block='cp', offset=0x78, address=0x2078,
+                    reset=0x00000000, title='Ring head',
+                    desc=('Byte offset in the ring of the next packet queue n will execute. '
+                          'The host may reuse ring space up to HEAD.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Head offset in bytes.'),
+                    ),
+                ),
+                # cp.HEAD[7] @ 0x207C
+                Register(
+                    name='HEAD[7]', block='cp', offset=0x7C, address=0x207C,
+                    reset=0x00000000, title='Ring head',
+                    desc=('Byte offset in the ring of the next packet queue n will execute. '
+                          'The host may reuse ring space up to HEAD.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Head offset in bytes.'),
+                    ),
+                ),
+                # cp.FENCE[0] @ 0x2080
+                Register(
+                    name='FENCE[0]', block='cp', offset=0x80, address=0x2080,
+                    reset=0x00000000, title='Fence value',
+                    desc='Value of the last FENCE packet queue n completed.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Last fence value.'),
+                    ),
+                ),
+                # cp.FENCE[1] @ 0x2084
+                Register(
+                    name='FENCE[1]', block='cp', offset=0x84, address=0x2084,
+                    reset=0x00000000, title='Fence value',
+                    desc='Value of the last FENCE packet queue n completed.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Last fence value.'),
+                    ),
+                ),
+                # cp.FENCE[2] @ 0x2088
+                Register(
+                    name='FENCE[2]', block='cp', offset=0x88, address=0x2088,
+                    reset=0x00000000, title='Fence value',
+                    desc='Value of the last FENCE packet queue n completed.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Last fence value.'),
+                    ),
+                ),
+                # cp.FENCE[3] @ 0x208C
+                Register(
+                    name='FENCE[3]', block='cp', offset=0x8C, address=0x208C,
+                    reset=0x00000000, title='Fence value',
+                    desc='Value of the last FENCE packet queue n completed.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Last fence value.'),
+                    ),
+                ),
+                # cp.FENCE[4] @ 0x2090
+                Register(
+                    name='FENCE[4]', block='cp', offset=0x90, address=0x2090,
+                    reset=0x00000000, title='Fence value',
+                    desc='Value of the last FENCE packet queue n completed.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Last fence value.'),
+                    ),
+                ),
+                # cp.FENCE[5] @ 0x2094
+                Register(
+                    name='FENCE[5]', block='cp', offset=0x94, address=0x2094,
+                    reset=0x00000000, title='Fence value',
+                    desc='Value of the last FENCE packet queue n completed.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Last fence value.'),
+                    ),
+                ),
+                # cp.FENCE[6] @ 0x2098
+                Register(
+                    name='FENCE[6]', block='cp', offset=0x98, address=0x2098,
+                    reset=0x00000000, title='Fence value',
+                    desc='Value of the last FENCE packet queue n completed.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Last fence value.'),
+                    ),
+                ),
+                # cp.FENCE[7] @ 0x209C
+                Register(
+                    name='FENCE[7]', block='cp', offset=0x9C, address=0x209C,
+                    reset=0x00000000, title='Fence value',
+                    desc='Value of the last FENCE packet queue n completed.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Last fence value.'),
+                    ),
+                ),
+                # cp.Q_STATUS[0] @ 0x20A0
+                Register(
+                    name='Q_STATUS[0]', block='cp', offset=0xA0, address=0x20A0,
+                    reset=0x00000000, title='Queue status',
+                    desc='State of queue n.',
+                    fields=(
+                        Field('ENABLED', lsb=0, width=1, sw='r', hw='w', reset=0x0,
+                              desc='1 = the queue is enabled.'),
+                        Field('BUSY', lsb=1, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue has packets to execute or is executing one '
+                                    '(it may be blocked on a semaphore or waiting for cores).')),
+                        Field('ERROR', lsb=2, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue stopped on an error; CODE holds the cause '
+                                    'and ERR_OFFSET the packet.')),
+                        Field('CODE', lsb=8, width=8, sw='r', hw='w', reset=0x0, enum='ErrCode',
+                              desc=('Error code of the fault that stopped the queue (0 when '
+                                    'ERROR is 0).')),
+                    ),
+                ),
+                # cp.Q_STATUS[1] @ 0x20A4
+                Register(
+                    name='Q_STATUS[1]', block='cp', offset=0xA4, address=0x20A4,
+                    reset=0x00000000, title='Queue status',
+                    desc='State of queue n.',
+                    fields=(
+                        Field('ENABLED', lsb=0, width=1, sw='r', hw='w', reset=0x0,
+                              desc='1 = the queue is enabled.'),
+                        Field('BUSY', lsb=1, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue has packets to execute or is executing one '
+                                    '(it may be blocked on a semaphore or waiting for cores).')),
+                        Field('ERROR', lsb=2, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue stopped on an error; CODE holds the cause '
+                                    'and ERR_OFFSET the packet.')),
+                        Field('CODE', lsb=8, width=8, sw='r', hw='w', reset=0x0, enum='ErrCode',
+                              desc=('Error code of the fault that stopped the queue (0 when '
+                                    'ERROR is 0).')),
+                    ),
+                ),
+                # cp.Q_STATUS[2] @ 0x20A8
+                Register(
+                    name='Q_STATUS[2]', block='cp', offset=0xA8, address=0x20A8,
+                    reset=0x00000000, title='Queue status',
+                    desc='State of queue n.',
+                    fields=(
+                        Field('ENABLED', lsb=0, width=1, sw='r', hw='w', reset=0x0,
+                              desc='1 = the queue is enabled.'),
+                        Field('BUSY', lsb=1, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue has packets to execute or is executing one '
+                                    '(it may be blocked on a semaphore or waiting for cores).')),
+                        Field('ERROR', lsb=2, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue stopped on an error; CODE holds the cause '
+                                    'and ERR_OFFSET the packet.')),
+                        Field('CODE', lsb=8, width=8, sw='r', hw='w', reset=0x0, enum='ErrCode',
+                              desc=('Error code of the fault that stopped the queue (0 when '
+                                    'ERROR is 0).')),
+                    ),
+                ),
+                # cp.Q_STATUS[3] @ 0x20AC
+                Register(
+                    name='Q_STATUS[3]', block='cp', offset=0xAC, address=0x20AC,
+                    reset=0x00000000, title='Queue status',
+                    desc='State of queue n.',
+                    fields=(
+                        Field('ENABLED', lsb=0, width=1, sw='r', hw='w', reset=0x0,
+                              desc='1 = the queue is enabled.'),
+                        Field('BUSY', lsb=1, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue has packets to execute or is executing one '
+                                    '(it may be blocked on a semaphore or waiting for cores).')),
+                        Field('ERROR', lsb=2, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue stopped on an error; CODE holds the cause '
+                                    'and ERR_OFFSET the packet.')),
+                        Field('CODE', lsb=8, width=8, sw='r', hw='w', reset=0x0, enum='ErrCode',
+                              desc=('Error code of the fault that stopped the queue (0 when '
+                                    'ERROR is 0).')),
+                    ),
+                ),
+                # cp.Q_STATUS[4] @ 0x20B0
+                Register(
+                    name='Q_STATUS[4]', block='cp', offset=0xB0, address=0x20B0,
+                    reset=0x00000000, title='Queue status',
+                    desc='State of queue n.',
+                    fields=(
+                        Field('ENABLED', lsb=0, width=1, sw='r', hw='w', reset=0x0,
+                              desc='1 = the queue is enabled.'),
+                        Field('BUSY', lsb=1, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue has packets to execute or is executing one '
+                                    '(it may be blocked on a semaphore or waiting for cores).')),
+                        Field('ERROR', lsb=2, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue stopped on an error; CODE holds the cause '
+                                    'and ERR_OFFSET the packet.')),
+                        Field('CODE', lsb=8, width=8, sw='r', hw='w', reset=0x0, enum='ErrCode',
+                              desc=('Error code of the fault that stopped the queue (0 when '
+                                    'ERROR is 0).')),
+                    ),
+                ),
+                # cp.Q_STATUS[5] @ 0x20B4
+                Register(
+                    name='Q_STATUS[5]', block='cp', offset=0xB4, address=0x20B4,
+                    reset=0x00000000, title='Queue status',
+                    desc='State of queue n.',
+                    fields=(
+                        Field('ENABLED', lsb=0, width=1, sw='r', hw='w', reset=0x0,
+                              desc='1 = the queue is enabled.'),
+                        Field('BUSY', lsb=1, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue has packets to execute or is executing one '
+                                    '(it may be blocked on a semaphore or waiting for cores).')),
+                        Field('ERROR', lsb=2, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue stopped on an error; CODE holds the cause '
+                                    'and ERR_OFFSET the packet.')),
+                        Field('CODE', lsb=8, width=8, sw='r', hw='w', reset=0x0, enum='ErrCode',
+                              desc=('Error code of the fault that stopped the queue (0 when '
+                                    'ERROR is 0).')),
+                    ),
+                ),
+                # cp.Q_STATUS[6] @ 0x20B8
+                Register(
+                    name='Q_STATUS[6]', block='cp', offset=0xB8, address=0x20B8,
+                    reset=0x00000000, title='Queue status',
+                    desc='State of queue n.',
+                    fields=(
+                        Field('ENABLED', lsb=0, width=1, sw='r', hw='w', reset=0x0,
+                              desc='1 = the queue is enabled.'),
+                        Field('BUSY', lsb=1, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue has packets to execute or is executing one '
+                                    '(it may be blocked on a semaphore or waiting for cores).')),
+                        Field('ERROR', lsb=2, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue stopped on an error; CODE holds the cause '
+                                    'and ERR_OFFSET the packet.')),
+                        Field('CODE', lsb=8, width=8, sw='r', hw='w', reset=0x0, enum='ErrCode',
+                              desc=('Error code of the fault that stopped the queue (0 when '
+                                    'ERROR is 0).')),
+                    ),
+                ),
+                # cp.Q_STATUS[7] @ 0x20BC
+                Register(
+                    name='Q_STATUS[7]', block='cp', offset=0xBC, address=0x20BC,
+                    reset=0x00000000, title='Queue status',
+                    desc='State of queue n.',
+                    fields=(
+                        Field('ENABLED', lsb=0, width=1, sw='r', hw='w', reset=0x0,
+                              desc='1 = the queue is enabled.'),
+                        Field('BUSY', lsb=1, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue has packets to execute or is executing one '
+                                    '(it may be blocked on a semaphore or waiting for cores).')),
+                        Field('ERROR', lsb=2, width=1, sw='r', hw='w', reset=0x0,
+                              desc=('1 = the queue stopped on an error; CODE holds the cause '
+                                    'and ERR_OFFSET the packet.')),
+                        Field('CODE', lsb=8, width=8, sw='r', hw='w', reset=0x0, enum='ErrCode',
+                              desc=('Error code of the fault that stopped the queue (0 when '
+                                    'ERROR is 0).')),
+                    ),
+                ),
+                # cp.ERR_OFFSET[0] @ 0x20C0
+                Register(
+                    name='ERR_OFFSET[0]', block='cp', offset=0xC0, address=0x20C0,
+                    reset=0x00000000, title='Faulting packet offset',
+                    desc='Ring byte offset of the packet that stopped queue n.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Ring offset in bytes.'),
+                    ),
+                ),
+                # cp.ERR_OFFSET[1] @ 0x20C4
+                Register(
+                    name='ERR_OFFSET[1]', block='cp', offset=0xC4, address=0x20C4,
+                    reset=0x00000000, title='Faulting packet offset',
+                    desc='Ring byte offset of the packet that stopped queue n.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Ring offset in bytes.'),
+                    ),
+                ),
+                # cp.ERR_OFFSET[2] @ 0x20C8
+                Register(
+                    name='ERR_OFFSET[2]', block='cp', offset=0xC8, address=0x20C8,
+                    reset=0x00000000, title='Faulting packet offset',
+                    desc='Ring byte offset of the packet that stopped queue n.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Ring offset in bytes.'),
+                    ),
+                ),
+                # cp.ERR_OFFSET[3] @ 0x20CC
+                Register(
+                    name='ERR_OFFSET[3]', block='cp', offset=0xCC, address=0x20CC,
+                    reset=0x00000000, title='Faulting packet offset',
+                    desc='Ring byte offset of the packet that stopped queue n.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Ring offset in bytes.'),
+                    ),
+                ),
+                # cp.ERR_OFFSET[4] @ 0x20D0
+                Register(
+                    name='ERR_OFFSET[4]', block='cp', offset=0xD0, address=0x20D0,
+                    reset=0x00000000, title='Faulting packet offset',
+                    desc='Ring byte offset of the packet that stopped queue n.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Ring offset in bytes.'),
+                    ),
+                ),
+                # cp.ERR_OFFSET[5] @ 0x20D4
+                Register(
+                    name='ERR_OFFSET[5]', block='cp', offset=0xD4, address=0x20D4,
+                    reset=0x00000000, title='Faulting packet offset',
+                    desc='Ring byte offset of the packet that stopped queue n.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Ring offset in bytes.'),
+                    ),
+                ),
+                # cp.ERR_OFFSET[6] @ 0x20D8
+                Register(
+                    name='ERR_OFFSET[6]', block='cp', offset=0xD8, address=0x20D8,
+                    reset=0x00000000, title='Faulting packet offset',
+                    desc='Ring byte offset of the packet that stopped queue n.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Ring offset in bytes.'),
+                    ),
+                ),
+                # cp.ERR_OFFSET[7] @ 0x20DC
+                Register(
+                    name='ERR_OFFSET[7]', block='cp', offset=0xDC, address=0x20DC,
+                    reset=0x00000000, title='Faulting packet offset',
+                    desc='Ring byte offset of the packet that stopped queue n.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Ring offset in bytes.'),
+                    ),
+                ),
+                # cp.Q_CTRL[0] @ 0x20E0
+                Register(
+                    name='Q_CTRL[0]', block='cp', offset=0xE0, address=0x20E0,
+                    reset=0x00000000, title='Queue control',
+                    desc='Enables and resets queue n.',
+                    fields=(
+                        Field('ENABLE', lsb=0, width=1, sw='rw', hw='r', reset=0x0,
+                              desc=('1 = execute packets when the doorbell is rung. The ring '
+                                    'base and size are checked when ENABLE is set.')),
+                        Field('RESET', lsb=1, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc=('Write 1 to reset the queue: HEAD = 0, the doorbell tail = '
+                                    '0, status and fault cleared; packets in flight are '
+                                    'abandoned.')),
+                    ),
+                ),
+                # cp.Q_CTRL[1] @ 0x20E4
+                Register(
+                    name='Q_CTRL[1]', block='cp', offset=0xE4, address=0x20E4,
+                    reset=0x00000000, title='Queue control',
+                    desc='Enables and resets queue n.',
+                    fields=(
+                        Field('ENABLE', lsb=0, width=1, sw='rw', hw='r', reset=0x0,
+                              desc=('1 = execute packets when the doorbell is rung. The ring '
+                                    'base and size are checked when ENABLE is set.')),
+                        Field('RESET', lsb=1, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc=('Write 1 to reset the queue: HEAD = 0, the doorbell tail = '
+                                    '0, status and fault cleared; packets in flight are '
+                                    'abandoned.')),
+                    ),
+                ),
+                # cp.Q_CTRL[2] @ 0x20E8
+                Register(
+                    name='Q_CTRL[2]', block='cp', offset=0xE8, address=0x20E8,
+                    reset=0x00000000, title='Queue control',
+                    desc='Enables and resets queue n.',
+                    fields=(
+                        Field('ENABLE', lsb=0, width=1, sw='rw', hw='r', reset=0x0,
+                              desc=('1 = execute packets when the doorbell is rung. The ring '
+                                    'base and size are checked when ENABLE is set.')),
+                        Field('RESET', lsb=1, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc=('Write 1 to reset the queue: HEAD = 0, the doorbell tail = '
+                                    '0, status and fault cleared; packets in flight are '
+                                    'abandoned.')),
+                    ),
+                ),
+                # cp.Q_CTRL[3] @ 0x20EC
+                Register(
+                    name='Q_CTRL[3]', block='cp', offset=0xEC, address=0x20EC,
+                    reset=0x00000000, title='Queue control',
+                    desc='Enables and resets queue n.',
+                    fields=(
+                        Field('ENABLE', lsb=0, width=1, sw='rw', hw='r', reset=0x0,
+                              desc=('1 = execute packets when the doorbell is rung. The ring '
+                                    'base and size are checked when ENABLE is set.')),
+                        Field('RESET', lsb=1, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc=('Write 1 to reset the queue: HEAD = 0, the doorbell tail = '
+                                    '0, status and fault cleared; packets in flight are '
+                                    'abandoned.')),
+                    ),
+                ),
+                # cp.Q_CTRL[4] @ 0x20F0
+                Register(
+                    name='Q_CTRL[4]', block='cp', offset=0xF0, address=0x20F0,
+                    reset=0x00000000, title='Queue control',
+                    desc='Enables and resets queue n.',
+                    fields=(
+                        Field('ENABLE', lsb=0, width=1, sw='rw', hw='r', reset=0x0,
+                              desc=('1 = execute packets when the doorbell is rung. The ring '
+                                    'base and size are checked when ENABLE is set.')),
+                        Field('RESET', lsb=1, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc=('Write 1 to reset the queue: HEAD = 0, the doorbell tail = '
+                                    '0, status and fault cleared; packets in flight are '
+                                    'abandoned.')),
+                    ),
+                ),
+                # cp.Q_CTRL[5] @ 0x20F4
+                Register(
+                    name='Q_CTRL[5]', block='cp', offset=0xF4, address=0x20F4,
+                    reset=0x00000000, title='Queue control',
+                    desc='Enables and resets queue n.',
+                    fields=(
+                        Field('ENABLE', lsb=0, width=1, sw='rw', hw='r', reset=0x0,
+                              desc=('1 = execute packets when the doorbell is rung. The ring '
+                                    'base and size are checked when ENABLE is set.')),
+                        Field('RESET', lsb=1, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc=('Write 1 to reset the queue: HEAD = 0, the doorbell tail = '
+                                    '0, status and fault cleared; packets in flight are '
+                                    'abandoned.')),
+                    ),
+                ),
+                # cp.Q_CTRL[6] @ 0x20F8
+                Register(
+                    name='Q_CTRL[6]', block='cp', offset=0xF8, address=0x20F8,
+                    reset=0x00000000, title='Queue control',
+                    desc='Enables and resets queue n.',
+                    fields=(
+                        Field('ENABLE', lsb=0, width=1, sw='rw', hw='r', reset=0x0,
+                              desc=('1 = execute packets when the doorbell is rung. The ring '
+                                    'base and size are checked when ENABLE is set.')),
+                        Field('RESET', lsb=1, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc=('Write 1 to reset the queue: HEAD = 0, the doorbell tail = '
+                                    '0, status and fault cleared; packets in flight are '
+                                    'abandoned.')),
+                    ),
+                ),
+                # cp.Q_CTRL[7] @ 0x20FC
+                Register(
+                    name='Q_CTRL[7]', block='cp', offset=0xFC, address=0x20FC,
+                    reset=0x00000000, title='Queue control',
+                    desc='Enables and resets queue n.',
+                    fields=(
+                        Field('ENABLE', lsb=0, width=1, sw='rw', hw='r', reset=0x0,
+                              desc=('1 = execute packets when the doorbell is rung. The ring '
+                                    'base and size are checked when ENABLE is set.')),
+                        Field('RESET', lsb=1, width=1, sw='w', hw='r', reset=0x0,
+                              singlepulse=True,
+                              desc=('Write 1 to reset the queue: HEAD = 0, the doorbell tail = '
+                                    '0, status and fault cleared; packets in flight are '
+                                    'abandoned.')),
+                    ),
+                ),
+                # cp.SEM[0] @ 0x2100
+                Register(
+                    name='SEM[0]', block='cp', offset=0x100, address=0x2100,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[1] @ 0x2104
+                Register(
+                    name='SEM[1]', block='cp', offset=0x104, address=0x2104,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[2] @ 0x2108
+                Register(
+                    name='SEM[2]', block='cp', offset=0x108, address=0x2108,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[3] @ 0x210C
+                Register(
+                    name='SEM[3]', block='cp', offset=0x10C, address=0x210C,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[4] @ 0x2110
+                Register(
+                    name='SEM[4]', block='cp', offset=0x110, address=0x2110,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[5] @ 0x2114
+                Register(
+                    name='SEM[5]', block='cp', offset=0x114, address=0x2114,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[6] @ 0x2118
+                Register(
+                    name='SEM[6]', block='cp', offset=0x118, address=0x2118,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[7] @ 0x211C
+                Register(
+                    name='SEM[7]', block='cp', offset=0x11C, address=0x211C,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[8] @ 0x2120
+                Register(
+                    name='SEM[8]', block='cp', offset=0x120, address=0x2120,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[9] @ 0x2124
+                Register(
+                    name='SEM[9]', block='cp', offset=0x124, address=0x2124,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[10] @ 0x2128
+                Register(
+                    name='SEM[10]', block='cp', offset=0x128, address=0x2128,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[11] @ 0x212C
+                Register(
+                    name='SEM[11]', block='cp', offset=0x12C, address=0x212C,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[12] @ 0x2130
+                Register(
+                    name='SEM[12]', block='cp', offset=0x130, address=0x2130,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[13] @ 0x2134
+                Register(
+                    name='SEM[13]', block='cp', offset=0x134, address=0x2134,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[14] @ 0x2138
+                Register(
+                    name='SEM[14]', block='cp', offset=0x138, address=0x2138,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.SEM[15] @ 0x213C
+                Register(
+                    name='SEM[15]', block='cp', offset=0x13C, address=0x213C,
+                    reset=0x00000000, title='Semaphore',
+                    desc=('Counting semaphore n, shared by every queue (SEM_SIGNAL / SEM_WAIT '
+                          'packets) and every core (SEM_SIGNAL / SEM_WAIT instructions). The '
+                          'host may read or set it.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='rw', hw='rw', reset=0x0,
+                              desc='Semaphore count.'),
+                    ),
+                ),
+                # cp.CORES @ 0x2140
+                Register(
+                    name='CORES', block='cp', offset=0x140, address=0x2140,
+                    reset=0x00000000, title='Core count',
+                    desc='Number of programmable cores on this board (core ids 0..N-1).',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Number of cores.'),
+                    ),
+                ),
+                # cp.CORES_BUSY_LO @ 0x2144
+                Register(
+                    name='CORES_BUSY_LO', block='cp', offset=0x144, address=0x2144,
+                    reset=0x00000000, title='Busy cores, low word',
+                    desc='Bit i = 1 while core i runs a program (cores 0..31).',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Busy bits of cores 0..31.'),
+                    ),
+                ),
+                # cp.CORES_BUSY_HI @ 0x2148
+                Register(
+                    name='CORES_BUSY_HI', block='cp', offset=0x148, address=0x2148,
+                    reset=0x00000000, title='Busy cores, high word',
+                    desc='Bit i = 1 while core 32+i runs a program (cores 32..63).',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Busy bits of cores 32..63.'),
+                    ),
+                ),
+            ),
+        ),
+        # ---------------------------------------- perf @ 0x3000
+        Block(
+            name='perf', offset=0x3000, size=0x000C,
+            title='Performance counters',
+            desc=("A window onto the board's counters. Write PERF_SEL with a unit (0 = board "
+                  'totals, 1 + i = core i, then the HBM, the NoC and each queue, as listed by '
+                  'the stats call) and a counter index, then read PERF_LO (which latches '
+                  "PERF_HI) and PERF_HI. Counter names and units are listed by the driver's "
+                  'stats() and the gRPC GetStats call.'),
+            registers=(
+                # perf.PERF_SEL @ 0x3000
+                Register(
+                    name='PERF_SEL', block='perf', offset=0x00, address=0x3000,
+                    reset=0x00000000, title='Counter select',
+                    desc='Selects the counter PERF_LO/PERF_HI read.',
+                    fields=(
+                        Field('UNIT', lsb=0, width=16, sw='rw', hw='r', reset=0x0,
+                              desc='Unit index.'),
+                        Field('COUNTER', lsb=16, width=16, sw='rw', hw='r', reset=0x0,
+                              desc='Counter index within the unit.'),
+                    ),
+                ),
+                # perf.PERF_LO @ 0x3004
+                Register(
+                    name='PERF_LO', block='perf', offset=0x04, address=0x3004,
+                    reset=0x00000000, title='Counter value, low word',
+                    desc=('Selected counter, bits [31:0]; reading it latches bits [63:32] into '
+                          'PERF_HI. A selection that names no counter reads 0.'),
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Counter bits [31:0].'),
+                    ),
+                ),
+                # perf.PERF_HI @ 0x3008
+                Register(
+                    name='PERF_HI', block='perf', offset=0x08, address=0x3008,
+                    reset=0x00000000, title='Counter value, high word',
+                    desc='Selected counter, bits [63:32], latched by the last read of PERF_LO.',
+                    fields=(
+                        Field('VALUE', lsb=0, width=32, sw='r', hw='w', reset=0x0,
+                              desc='Counter bits [63:32].'),
                     ),
                 ),
             ),

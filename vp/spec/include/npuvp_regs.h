@@ -25,7 +25,7 @@ extern "C" {
 #define NPUVP__ID__VERSION__MINOR_bm 0xff00
 #define NPUVP__ID__VERSION__MINOR_bp 8
 #define NPUVP__ID__VERSION__MINOR_bw 8
-#define NPUVP__ID__VERSION__MINOR_reset 0x0
+#define NPUVP__ID__VERSION__MINOR_reset 0x1
 #define NPUVP__ID__VERSION__MAJOR_bm 0xff0000
 #define NPUVP__ID__VERSION__MAJOR_bp 16
 #define NPUVP__ID__VERSION__MAJOR_bw 8
@@ -40,6 +40,18 @@ extern "C" {
 #define NPUVP__ID__FEATURES__TIMESTAMP_bp 1
 #define NPUVP__ID__FEATURES__TIMESTAMP_bw 1
 #define NPUVP__ID__FEATURES__TIMESTAMP_reset 0x1
+#define NPUVP__ID__FEATURES__CP_bm 0x4
+#define NPUVP__ID__FEATURES__CP_bp 2
+#define NPUVP__ID__FEATURES__CP_bw 1
+#define NPUVP__ID__FEATURES__CP_reset 0x1
+#define NPUVP__ID__FEATURES__CORES_bm 0x8
+#define NPUVP__ID__FEATURES__CORES_bp 3
+#define NPUVP__ID__FEATURES__CORES_bw 1
+#define NPUVP__ID__FEATURES__CORES_reset 0x1
+#define NPUVP__ID__FEATURES__PERF_bm 0x10
+#define NPUVP__ID__FEATURES__PERF_bp 4
+#define NPUVP__ID__FEATURES__PERF_bw 1
+#define NPUVP__ID__FEATURES__PERF_reset 0x1
 
 // reg - npuvp::id::SCRATCH
 #define NPUVP__ID__SCRATCH__VALUE_bm 0xffffffff
@@ -100,6 +112,18 @@ typedef struct __attribute__ ((__packed__)) {
 #define NPUVP__IRQ__INT_RAW__SW_bp 3
 #define NPUVP__IRQ__INT_RAW__SW_bw 1
 #define NPUVP__IRQ__INT_RAW__SW_reset 0x0
+#define NPUVP__IRQ__INT_RAW__CP_FENCE_bm 0x10
+#define NPUVP__IRQ__INT_RAW__CP_FENCE_bp 4
+#define NPUVP__IRQ__INT_RAW__CP_FENCE_bw 1
+#define NPUVP__IRQ__INT_RAW__CP_FENCE_reset 0x0
+#define NPUVP__IRQ__INT_RAW__CP_ERROR_bm 0x20
+#define NPUVP__IRQ__INT_RAW__CP_ERROR_bp 5
+#define NPUVP__IRQ__INT_RAW__CP_ERROR_bw 1
+#define NPUVP__IRQ__INT_RAW__CP_ERROR_reset 0x0
+#define NPUVP__IRQ__INT_RAW__CORE_ERROR_bm 0x40
+#define NPUVP__IRQ__INT_RAW__CORE_ERROR_bp 6
+#define NPUVP__IRQ__INT_RAW__CORE_ERROR_bw 1
+#define NPUVP__IRQ__INT_RAW__CORE_ERROR_reset 0x0
 
 // reg - npuvp::irq::INT_STATUS
 #define NPUVP__IRQ__INT_STATUS__DMA_DONE_bm 0x1
@@ -118,6 +142,18 @@ typedef struct __attribute__ ((__packed__)) {
 #define NPUVP__IRQ__INT_STATUS__SW_bp 3
 #define NPUVP__IRQ__INT_STATUS__SW_bw 1
 #define NPUVP__IRQ__INT_STATUS__SW_reset 0x0
+#define NPUVP__IRQ__INT_STATUS__CP_FENCE_bm 0x10
+#define NPUVP__IRQ__INT_STATUS__CP_FENCE_bp 4
+#define NPUVP__IRQ__INT_STATUS__CP_FENCE_bw 1
+#define NPUVP__IRQ__INT_STATUS__CP_FENCE_reset 0x0
+#define NPUVP__IRQ__INT_STATUS__CP_ERROR_bm 0x20
+#define NPUVP__IRQ__INT_STATUS__CP_ERROR_bp 5
+#define NPUVP__IRQ__INT_STATUS__CP_ERROR_bw 1
+#define NPUVP__IRQ__INT_STATUS__CP_ERROR_reset 0x0
+#define NPUVP__IRQ__INT_STATUS__CORE_ERROR_bm 0x40
+#define NPUVP__IRQ__INT_STATUS__CORE_ERROR_bp 6
+#define NPUVP__IRQ__INT_STATUS__CORE_ERROR_bw 1
+#define NPUVP__IRQ__INT_STATUS__CORE_ERROR_reset 0x0
 
 // reg - npuvp::irq::INT_MASK
 #define NPUVP__IRQ__INT_MASK__DMA_DONE_bm 0x1
@@ -136,6 +172,18 @@ typedef struct __attribute__ ((__packed__)) {
 #define NPUVP__IRQ__INT_MASK__SW_bp 3
 #define NPUVP__IRQ__INT_MASK__SW_bw 1
 #define NPUVP__IRQ__INT_MASK__SW_reset 0x0
+#define NPUVP__IRQ__INT_MASK__CP_FENCE_bm 0x10
+#define NPUVP__IRQ__INT_MASK__CP_FENCE_bp 4
+#define NPUVP__IRQ__INT_MASK__CP_FENCE_bw 1
+#define NPUVP__IRQ__INT_MASK__CP_FENCE_reset 0x0
+#define NPUVP__IRQ__INT_MASK__CP_ERROR_bm 0x20
+#define NPUVP__IRQ__INT_MASK__CP_ERROR_bp 5
+#define NPUVP__IRQ__INT_MASK__CP_ERROR_bw 1
+#define NPUVP__IRQ__INT_MASK__CP_ERROR_reset 0x0
+#define NPUVP__IRQ__INT_MASK__CORE_ERROR_bm 0x40
+#define NPUVP__IRQ__INT_MASK__CORE_ERROR_bp 6
+#define NPUVP__IRQ__INT_MASK__CORE_ERROR_bw 1
+#define NPUVP__IRQ__INT_MASK__CORE_ERROR_reset 0x0
 
 // reg - npuvp::irq::INT_SET
 #define NPUVP__IRQ__INT_SET__DMA_DONE_bm 0x1
@@ -154,6 +202,18 @@ typedef struct __attribute__ ((__packed__)) {
 #define NPUVP__IRQ__INT_SET__SW_bp 3
 #define NPUVP__IRQ__INT_SET__SW_bw 1
 #define NPUVP__IRQ__INT_SET__SW_reset 0x0
+#define NPUVP__IRQ__INT_SET__CP_FENCE_bm 0x10
+#define NPUVP__IRQ__INT_SET__CP_FENCE_bp 4
+#define NPUVP__IRQ__INT_SET__CP_FENCE_bw 1
+#define NPUVP__IRQ__INT_SET__CP_FENCE_reset 0x0
+#define NPUVP__IRQ__INT_SET__CP_ERROR_bm 0x20
+#define NPUVP__IRQ__INT_SET__CP_ERROR_bp 5
+#define NPUVP__IRQ__INT_SET__CP_ERROR_bw 1
+#define NPUVP__IRQ__INT_SET__CP_ERROR_reset 0x0
+#define NPUVP__IRQ__INT_SET__CORE_ERROR_bm 0x40
+#define NPUVP__IRQ__INT_SET__CORE_ERROR_bp 6
+#define NPUVP__IRQ__INT_SET__CORE_ERROR_bw 1
+#define NPUVP__IRQ__INT_SET__CORE_ERROR_reset 0x0
 
 // addrmap - npuvp::irq
 typedef struct __attribute__ ((__packed__)) {
@@ -308,6 +368,139 @@ typedef struct __attribute__ ((__packed__)) {
     uint32_t BYTES;
 } npuvp__dma_t;
 
+// reg - npuvp::cp::RING_BASE_LO
+#define NPUVP__CP__RING_BASE_LO__VALUE_bm 0xffffffff
+#define NPUVP__CP__RING_BASE_LO__VALUE_bp 0
+#define NPUVP__CP__RING_BASE_LO__VALUE_bw 32
+#define NPUVP__CP__RING_BASE_LO__VALUE_reset 0x0
+
+// reg - npuvp::cp::RING_BASE_HI
+#define NPUVP__CP__RING_BASE_HI__VALUE_bm 0xffffffff
+#define NPUVP__CP__RING_BASE_HI__VALUE_bp 0
+#define NPUVP__CP__RING_BASE_HI__VALUE_bw 32
+#define NPUVP__CP__RING_BASE_HI__VALUE_reset 0x0
+
+// reg - npuvp::cp::RING_SIZE
+#define NPUVP__CP__RING_SIZE__VALUE_bm 0xffffffff
+#define NPUVP__CP__RING_SIZE__VALUE_bp 0
+#define NPUVP__CP__RING_SIZE__VALUE_bw 32
+#define NPUVP__CP__RING_SIZE__VALUE_reset 0x0
+
+// reg - npuvp::cp::HEAD
+#define NPUVP__CP__HEAD__VALUE_bm 0xffffffff
+#define NPUVP__CP__HEAD__VALUE_bp 0
+#define NPUVP__CP__HEAD__VALUE_bw 32
+#define NPUVP__CP__HEAD__VALUE_reset 0x0
+
+// reg - npuvp::cp::FENCE
+#define NPUVP__CP__FENCE__VALUE_bm 0xffffffff
+#define NPUVP__CP__FENCE__VALUE_bp 0
+#define NPUVP__CP__FENCE__VALUE_bw 32
+#define NPUVP__CP__FENCE__VALUE_reset 0x0
+
+// reg - npuvp::cp::Q_STATUS
+#define NPUVP__CP__Q_STATUS__ENABLED_bm 0x1
+#define NPUVP__CP__Q_STATUS__ENABLED_bp 0
+#define NPUVP__CP__Q_STATUS__ENABLED_bw 1
+#define NPUVP__CP__Q_STATUS__ENABLED_reset 0x0
+#define NPUVP__CP__Q_STATUS__BUSY_bm 0x2
+#define NPUVP__CP__Q_STATUS__BUSY_bp 1
+#define NPUVP__CP__Q_STATUS__BUSY_bw 1
+#define NPUVP__CP__Q_STATUS__BUSY_reset 0x0
+#define NPUVP__CP__Q_STATUS__ERROR_bm 0x4
+#define NPUVP__CP__Q_STATUS__ERROR_bp 2
+#define NPUVP__CP__Q_STATUS__ERROR_bw 1
+#define NPUVP__CP__Q_STATUS__ERROR_reset 0x0
+#define NPUVP__CP__Q_STATUS__CODE_bm 0xff00
+#define NPUVP__CP__Q_STATUS__CODE_bp 8
+#define NPUVP__CP__Q_STATUS__CODE_bw 8
+#define NPUVP__CP__Q_STATUS__CODE_reset 0x0
+
+// reg - npuvp::cp::ERR_OFFSET
+#define NPUVP__CP__ERR_OFFSET__VALUE_bm 0xffffffff
+#define NPUVP__CP__ERR_OFFSET__VALUE_bp 0
+#define NPUVP__CP__ERR_OFFSET__VALUE_bw 32
+#define NPUVP__CP__ERR_OFFSET__VALUE_reset 0x0
+
+// reg - npuvp::cp::Q_CTRL
+#define NPUVP__CP__Q_CTRL__ENABLE_bm 0x1
+#define NPUVP__CP__Q_CTRL__ENABLE_bp 0
+#define NPUVP__CP__Q_CTRL__ENABLE_bw 1
+#define NPUVP__CP__Q_CTRL__ENABLE_reset 0x0
+#define NPUVP__CP__Q_CTRL__RESET_bm 0x2
+#define NPUVP__CP__Q_CTRL__RESET_bp 1
+#define NPUVP__CP__Q_CTRL__RESET_bw 1
+#define NPUVP__CP__Q_CTRL__RESET_reset 0x0
+
+// reg - npuvp::cp::SEM
+#define NPUVP__CP__SEM__VALUE_bm 0xffffffff
+#define NPUVP__CP__SEM__VALUE_bp 0
+#define NPUVP__CP__SEM__VALUE_bw 32
+#define NPUVP__CP__SEM__VALUE_reset 0x0
+
+// reg - npuvp::cp::CORES
+#define NPUVP__CP__CORES__VALUE_bm 0xffffffff
+#define NPUVP__CP__CORES__VALUE_bp 0
+#define NPUVP__CP__CORES__VALUE_bw 32
+#define NPUVP__CP__CORES__VALUE_reset 0x0
+
+// reg - npuvp::cp::CORES_BUSY_LO
+#define NPUVP__CP__CORES_BUSY_LO__VALUE_bm 0xffffffff
+#define NPUVP__CP__CORES_BUSY_LO__VALUE_bp 0
+#define NPUVP__CP__CORES_BUSY_LO__VALUE_bw 32
+#define NPUVP__CP__CORES_BUSY_LO__VALUE_reset 0x0
+
+// reg - npuvp::cp::CORES_BUSY_HI
+#define NPUVP__CP__CORES_BUSY_HI__VALUE_bm 0xffffffff
+#define NPUVP__CP__CORES_BUSY_HI__VALUE_bp 0
+#define NPUVP__CP__CORES_BUSY_HI__VALUE_bw 32
+#define NPUVP__CP__CORES_BUSY_HI__VALUE_reset 0x0
+
+// addrmap - npuvp::cp
+typedef struct __attribute__ ((__packed__)) {
+    uint32_t RING_BASE_LO[8];
+    uint32_t RING_BASE_HI[8];
+    uint32_t RING_SIZE[8];
+    uint32_t HEAD[8];
+    uint32_t FENCE[8];
+    uint32_t Q_STATUS[8];
+    uint32_t ERR_OFFSET[8];
+    uint32_t Q_CTRL[8];
+    uint32_t SEM[16];
+    uint32_t CORES;
+    uint32_t CORES_BUSY_LO;
+    uint32_t CORES_BUSY_HI;
+} npuvp__cp_t;
+
+// reg - npuvp::perf::PERF_SEL
+#define NPUVP__PERF__PERF_SEL__UNIT_bm 0xffff
+#define NPUVP__PERF__PERF_SEL__UNIT_bp 0
+#define NPUVP__PERF__PERF_SEL__UNIT_bw 16
+#define NPUVP__PERF__PERF_SEL__UNIT_reset 0x0
+#define NPUVP__PERF__PERF_SEL__COUNTER_bm 0xffff0000
+#define NPUVP__PERF__PERF_SEL__COUNTER_bp 16
+#define NPUVP__PERF__PERF_SEL__COUNTER_bw 16
+#define NPUVP__PERF__PERF_SEL__COUNTER_reset 0x0
+
+// reg - npuvp::perf::PERF_LO
+#define NPUVP__PERF__PERF_LO__VALUE_bm 0xffffffff
+#define NPUVP__PERF__PERF_LO__VALUE_bp 0
+#define NPUVP__PERF__PERF_LO__VALUE_bw 32
+#define NPUVP__PERF__PERF_LO__VALUE_reset 0x0
+
+// reg - npuvp::perf::PERF_HI
+#define NPUVP__PERF__PERF_HI__VALUE_bm 0xffffffff
+#define NPUVP__PERF__PERF_HI__VALUE_bp 0
+#define NPUVP__PERF__PERF_HI__VALUE_bw 32
+#define NPUVP__PERF__PERF_HI__VALUE_reset 0x0
+
+// addrmap - npuvp::perf
+typedef struct __attribute__ ((__packed__)) {
+    uint32_t PERF_SEL;
+    uint32_t PERF_LO;
+    uint32_t PERF_HI;
+} npuvp__perf_t;
+
 // addrmap - npuvp
 typedef struct __attribute__ ((__packed__)) {
     npuvp__id_t id;
@@ -321,10 +514,14 @@ typedef struct __attribute__ ((__packed__)) {
     npuvp__db_t db;
     uint8_t RESERVED_420_fff[0xbe0];
     npuvp__dma_t dma;
+    uint8_t RESERVED_1020_1fff[0xfe0];
+    npuvp__cp_t cp;
+    uint8_t RESERVED_214c_2fff[0xeb4];
+    npuvp__perf_t perf;
 } npuvp_t;
 
 
-static_assert(sizeof(npuvp_t) == 0x1020, "Packing error");
+static_assert(sizeof(npuvp_t) == 0x300c, "Packing error");
 
 /* ---- GENERATED by vp/spec/gen_regmap.py from vp/spec/npuvp.rdl — do not edit ---- */
 
@@ -332,7 +529,7 @@ static_assert(sizeof(npuvp_t) == 0x1020, "Packing error");
 #define NPUVP_BAR_SIZE 0x10000u
 #define NPUVP_DEVICE_ID 0x4e505556u
 #define NPUVP_VERSION_MAJOR 0x1u
-#define NPUVP_VERSION_MINOR 0x0u
+#define NPUVP_VERSION_MINOR 0x1u
 #define NPUVP_VERSION_PATCH 0x0u
 
 /* Register byte addresses within BAR0 */
@@ -370,10 +567,132 @@ static_assert(sizeof(npuvp_t) == 0x1020, "Packing error");
 #define NPUVP_DMA_CTRL_ADDR                  0x1014u  /* dma.CTRL */
 #define NPUVP_DMA_STATUS_ADDR                0x1018u  /* dma.STATUS */
 #define NPUVP_DMA_BYTES_ADDR                 0x101cu  /* dma.BYTES */
+#define NPUVP_CP_RING_BASE_LO_0_ADDR         0x2000u  /* cp.RING_BASE_LO[0] */
+#define NPUVP_CP_RING_BASE_LO_1_ADDR         0x2004u  /* cp.RING_BASE_LO[1] */
+#define NPUVP_CP_RING_BASE_LO_2_ADDR         0x2008u  /* cp.RING_BASE_LO[2] */
+#define NPUVP_CP_RING_BASE_LO_3_ADDR         0x200cu  /* cp.RING_BASE_LO[3] */
+#define NPUVP_CP_RING_BASE_LO_4_ADDR         0x2010u  /* cp.RING_BASE_LO[4] */
+#define NPUVP_CP_RING_BASE_LO_5_ADDR         0x2014u  /* cp.RING_BASE_LO[5] */
+#define NPUVP_CP_RING_BASE_LO_6_ADDR         0x2018u  /* cp.RING_BASE_LO[6] */
+#define NPUVP_CP_RING_BASE_LO_7_ADDR         0x201cu  /* cp.RING_BASE_LO[7] */
+#define NPUVP_CP_RING_BASE_HI_0_ADDR         0x2020u  /* cp.RING_BASE_HI[0] */
+#define NPUVP_CP_RING_BASE_HI_1_ADDR         0x2024u  /* cp.RING_BASE_HI[1] */
+#define NPUVP_CP_RING_BASE_HI_2_ADDR         0x2028u  /* cp.RING_BASE_HI[2] */
+#define NPUVP_CP_RING_BASE_HI_3_ADDR         0x202cu  /* cp.RING_BASE_HI[3] */
+#define NPUVP_CP_RING_BASE_HI_4_ADDR         0x2030u  /* cp.RING_BASE_HI[4] */
+#define NPUVP_CP_RING_BASE_HI_5_ADDR         0x2034u  /* cp.RING_BASE_HI[5] */
+#define NPUVP_CP_RING_BASE_HI_6_ADDR         0x2038u  /* cp.RING_BASE_HI[6] */
+#define NPUVP_CP_RING_BASE_HI_7_ADDR         0x203cu  /* cp.RING_BASE_HI[7] */
+#define NPUVP_CP_RING_SIZE_0_ADDR            0x2040u  /* cp.RING_SIZE[0] */
+#define NPUVP_CP_RING_SIZE_1_ADDR            0x2044u  /* cp.RING_SIZE[1] */
+#define NPUVP_CP_RING_SIZE_2_ADDR            0x2048u  /* cp.RING_SIZE[2] */
+#define NPUVP_CP_RING_SIZE_3_ADDR            0x204cu  /* cp.RING_SIZE[3] */
+#define NPUVP_CP_RING_SIZE_4_ADDR            0x2050u  /* cp.RING_SIZE[4] */
+#define NPUVP_CP_RING_SIZE_5_ADDR            0x2054u  /* cp.RING_SIZE[5] */
+#define NPUVP_CP_RING_SIZE_6_ADDR            0x2058u  /* cp.RING_SIZE[6] */
+#define NPUVP_CP_RING_SIZE_7_ADDR            0x205cu  /* cp.RING_SIZE[7] */
+#define NPUVP_CP_HEAD_0_ADDR                 0x2060u  /* cp.HEAD[0] */
+#define NPUVP_CP_HEAD_1_ADDR                 0x2064u  /* cp.HEAD[1] */
+#define NPUVP_CP_HEAD_2_ADDR                 0x2068u  /* cp.HEAD[2] */
+#define NPUVP_CP_HEAD_3_ADDR                 0x206cu  /* cp.HEAD[3] */
+#define NPUVP_CP_HEAD_4_ADDR                 0x2070u  /* cp.HEAD[4] */
+#define NPUVP_CP_HEAD_5_ADDR                 0x2074u  /* cp.HEAD[5] */
+#define NPUVP_CP_HEAD_6_ADDR                 0x2078u  /* cp.HEAD[6] */
+#define NPUVP_CP_HEAD_7_ADDR                 0x207cu  /* cp.HEAD[7] */
+#define NPUVP_CP_FENCE_0_ADDR                0x2080u  /* cp.FENCE[0] */
+#define NPUVP_CP_FENCE_1_ADDR                0x2084u  /* cp.FENCE[1] */
+#define NPUVP_CP_FENCE_2_ADDR                0x2088u  /* cp.FENCE[2] */
+#define NPUVP_CP_FENCE_3_ADDR                0x208cu  /* cp.FENCE[3] */
+#define NPUVP_CP_FENCE_4_ADDR                0x2090u  /* cp.FENCE[4] */
+#define NPUVP_CP_FENCE_5_ADDR                0x2094u  /* cp.FENCE[5] */
+#define NPUVP_CP_FENCE_6_ADDR                0x2098u  /* cp.FENCE[6] */
+#define NPUVP_CP_FENCE_7_ADDR                0x209cu  /* cp.FENCE[7] */
+#define NPUVP_CP_Q_STATUS_0_ADDR             0x20a0u  /* cp.Q_STATUS[0] */
+#define NPUVP_CP_Q_STATUS_1_ADDR             0x20a4u  /* cp.Q_STATUS[1] */
+#define NPUVP_CP_Q_STATUS_2_ADDR             0x20a8u  /* cp.Q_STATUS[2] */
+#define NPUVP_CP_Q_STATUS_3_ADDR             0x20acu  /* cp.Q_STATUS[3] */
+#define NPUVP_CP_Q_STATUS_4_ADDR             0x20b0u  /* cp.Q_STATUS[4] */
+#define NPUVP_CP_Q_STATUS_5_ADDR             0x20b4u  /* cp.Q_STATUS[5] */
+#define NPUVP_CP_Q_STATUS_6_ADDR             0x20b8u  /* cp.Q_STATUS[6] */
+#define NPUVP_CP_Q_STATUS_7_ADDR             0x20bcu  /* cp.Q_STATUS[7] */
+#define NPUVP_CP_ERR_OFFSET_0_ADDR           0x20c0u  /* cp.ERR_OFFSET[0] */
+#define NPUVP_CP_ERR_OFFSET_1_ADDR           0x20c4u  /* cp.ERR_OFFSET[1] */
+#define NPUVP_CP_ERR_OFFSET_2_ADDR           0x20c8u  /* cp.ERR_OFFSET[2] */
+#define NPUVP_CP_ERR_OFFSET_3_ADDR           0x20ccu  /* cp.ERR_OFFSET[3] */
+#define NPUVP_CP_ERR_OFFSET_4_ADDR           0x20d0u  /* cp.ERR_OFFSET[4] */
+#define NPUVP_CP_ERR_OFFSET_5_ADDR           0x20d4u  /* cp.ERR_OFFSET[5] */
+#define NPUVP_CP_ERR_OFFSET_6_ADDR           0x20d8u  /* cp.ERR_OFFSET[6] */
+#define NPUVP_CP_ERR_OFFSET_7_ADDR           0x20dcu  /* cp.ERR_OFFSET[7] */
+#define NPUVP_CP_Q_CTRL_0_ADDR               0x20e0u  /* cp.Q_CTRL[0] */
+#define NPUVP_CP_Q_CTRL_1_ADDR               0x20e4u  /* cp.Q_CTRL[1] */
+#define NPUVP_CP_Q_CTRL_2_ADDR               0x20e8u  /* cp.Q_CTRL[2] */
+#define NPUVP_CP_Q_CTRL_3_ADDR               0x20ecu  /* cp.Q_CTRL[3] */
+#define NPUVP_CP_Q_CTRL_4_ADDR               0x20f0u  /* cp.Q_CTRL[4] */
+#define NPUVP_CP_Q_CTRL_5_ADDR               0x20f4u  /* cp.Q_CTRL[5] */
+#define NPUVP_CP_Q_CTRL_6_ADDR               0x20f8u  /* cp.Q_CTRL[6] */
+#define NPUVP_CP_Q_CTRL_7_ADDR               0x20fcu  /* cp.Q_CTRL[7] */
+#define NPUVP_CP_SEM_0_ADDR                  0x2100u  /* cp.SEM[0] */
+#define NPUVP_CP_SEM_1_ADDR                  0x2104u  /* cp.SEM[1] */
+#define NPUVP_CP_SEM_2_ADDR                  0x2108u  /* cp.SEM[2] */
+#define NPUVP_CP_SEM_3_ADDR                  0x210cu  /* cp.SEM[3] */
+#define NPUVP_CP_SEM_4_ADDR                  0x2110u  /* cp.SEM[4] */
+#define NPUVP_CP_SEM_5_ADDR                  0x2114u  /* cp.SEM[5] */
+#define NPUVP_CP_SEM_6_ADDR                  0x2118u  /* cp.SEM[6] */
+#define NPUVP_CP_SEM_7_ADDR                  0x211cu  /* cp.SEM[7] */
+#define NPUVP_CP_SEM_8_ADDR                  0x2120u  /* cp.SEM[8] */
+#define NPUVP_CP_SEM_9_ADDR                  0x2124u  /* cp.SEM[9] */
+#define NPUVP_CP_SEM_10_ADDR                 0x2128u  /* cp.SEM[10] */
+#define NPUVP_CP_SEM_11_ADDR                 0x212cu  /* cp.SEM[11] */
+#define NPUVP_CP_SEM_12_ADDR                 0x2130u  /* cp.SEM[12] */
+#define NPUVP_CP_SEM_13_ADDR                 0x2134u  /* cp.SEM[13] */
+#define NPUVP_CP_SEM_14_ADDR                 0x2138u  /* cp.SEM[14] */
+#define NPUVP_CP_SEM_15_ADDR                 0x213cu  /* cp.SEM[15] */
+#define NPUVP_CP_CORES_ADDR                  0x2140u  /* cp.CORES */
+#define NPUVP_CP_CORES_BUSY_LO_ADDR          0x2144u  /* cp.CORES_BUSY_LO */
+#define NPUVP_CP_CORES_BUSY_HI_ADDR          0x2148u  /* cp.CORES_BUSY_HI */
+#define NPUVP_PERF_PERF_SEL_ADDR             0x3000u  /* perf.PERF_SEL */
+#define NPUVP_PERF_PERF_LO_ADDR              0x3004u  /* perf.PERF_LO */
+#define NPUVP_PERF_PERF_HI_ADDR              0x3008u  /* perf.PERF_HI */
 
 /* db.DOORBELL[0..7] */
 #define NPUVP_DB_DOORBELL_COUNT 8u
 #define NPUVP_DB_DOORBELL_ADDR(n) (0x0400u + 4u * (n))
+
+/* cp.RING_BASE_LO[0..7] */
+#define NPUVP_CP_RING_BASE_LO_COUNT 8u
+#define NPUVP_CP_RING_BASE_LO_ADDR(n) (0x2000u + 4u * (n))
+
+/* cp.RING_BASE_HI[0..7] */
+#define NPUVP_CP_RING_BASE_HI_COUNT 8u
+#define NPUVP_CP_RING_BASE_HI_ADDR(n) (0x2020u + 4u * (n))
+
+/* cp.RING_SIZE[0..7] */
+#define NPUVP_CP_RING_SIZE_COUNT 8u
+#define NPUVP_CP_RING_SIZE_ADDR(n) (0x2040u + 4u * (n))
+
+/* cp.HEAD[0..7] */
+#define NPUVP_CP_HEAD_COUNT 8u
+#define NPUVP_CP_HEAD_ADDR(n) (0x2060u + 4u * (n))
+
+/* cp.FENCE[0..7] */
+#define NPUVP_CP_FENCE_COUNT 8u
+#define NPUVP_CP_FENCE_ADDR(n) (0x2080u + 4u * (n))
+
+/* cp.Q_STATUS[0..7] */
+#define NPUVP_CP_Q_STATUS_COUNT 8u
+#define NPUVP_CP_Q_STATUS_ADDR(n) (0x20a0u + 4u * (n))
+
+/* cp.ERR_OFFSET[0..7] */
+#define NPUVP_CP_ERR_OFFSET_COUNT 8u
+#define NPUVP_CP_ERR_OFFSET_ADDR(n) (0x20c0u + 4u * (n))
+
+/* cp.Q_CTRL[0..7] */
+#define NPUVP_CP_Q_CTRL_COUNT 8u
+#define NPUVP_CP_Q_CTRL_ADDR(n) (0x20e0u + 4u * (n))
+
+/* cp.SEM[0..15] */
+#define NPUVP_CP_SEM_COUNT 16u
+#define NPUVP_CP_SEM_ADDR(n) (0x2100u + 4u * (n))
 
 /* Enumeration ErrCode */
 #define NPUVP_ERRCODE_OK 0u  /* No error. */
@@ -384,10 +703,20 @@ static_assert(sizeof(npuvp_t) == 0x1020, "Packing error");
 #define NPUVP_ERRCODE_DMA_RANGE 5u  /* DMA source or destination range outside HBM. */
 #define NPUVP_ERRCODE_DMA_BUSY 6u  /* DMA transfer started while the engine was busy. */
 #define NPUVP_ERRCODE_DMA_LENGTH 7u  /* DMA transfer started with a length of zero bytes. */
+#define NPUVP_ERRCODE_BAD_OPCODE 8u  /* Command packet or core instruction with an opcode the device does not know. */
+#define NPUVP_ERRCODE_MALFORMED_PACKET 9u  /* Command packet or core instruction whose length word does not match its opcode, or that runs past the end of the ring or program. */
+#define NPUVP_ERRCODE_SRAM_OVERFLOW 10u  /* A core instruction addresses bytes beyond the end of the core's SRAM. */
+#define NPUVP_ERRCODE_MISALIGNED 11u  /* An operand address is not aligned to its element size (or a ring pointer to 4 bytes). */
+#define NPUVP_ERRCODE_DESC_RANGE 12u  /* A DMA descriptor, load or store touches addresses outside HBM and the SRAM apertures. */
+#define NPUVP_ERRCODE_DEADLOCK 13u  /* The watchdog found a queue or core blocked (semaphore, barrier, receive, wait) for longer than the watchdog period with no progress anywhere on the board. */
+#define NPUVP_ERRCODE_QUEUE_DISABLED 14u  /* A doorbell was rung for a queue whose ring is not enabled or not configured. */
+#define NPUVP_ERRCODE_BAD_CORE 15u  /* A packet or instruction names a core that does not exist on this board. */
 
 /* Enumeration ErrSource */
 #define NPUVP_ERRSOURCE_HOST 0u  /* Host access through BAR0 or the host memory window. */
 #define NPUVP_ERRSOURCE_DMA 1u  /* The DMA engine. */
+#define NPUVP_ERRSOURCE_CP 2u  /* The command processor (ERR_SYNDROME[3:0] = queue). */
+#define NPUVP_ERRSOURCE_CORE 3u  /* A core executing a program (ERR_SYNDROME[15:0] = core id). */
 
 #ifdef __cplusplus
 }
