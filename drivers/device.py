@@ -172,9 +172,11 @@ class Device:
         data = np.ascontiguousarray(np.frombuffer(array, np.uint8) if isinstance(array, (bytes, bytearray)) else array)
         self.now_ps = self._call(self._transport.write_mem, int(address), data.reshape(-1).view(np.uint8))
 
-    def read_mem(self, address: int, nbytes: int) -> np.ndarray:
-        """Read ``nbytes`` of HBM from ``address`` as a uint8 array."""
-        data, self.now_ps = self._call(self._transport.read_mem, int(address), int(nbytes))
+    def read_mem(self, address: int, nbytes: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Read ``nbytes`` of HBM from ``address`` as a uint8 array: ``out`` when given (a
+        writable contiguous uint8 array of ``nbytes``, reused like a pinned host buffer, which
+        spares the page faults of a fresh allocation on large reads), else a new array."""
+        data, self.now_ps = self._call(self._transport.read_mem, int(address), int(nbytes), out)
         return data
 
     # -- interrupts ----------------------------------------------------------------------------

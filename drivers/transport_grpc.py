@@ -27,7 +27,8 @@ from vp.proto import npuvp_pb2_grpc as pb_grpc
 from vp.proto.wire import (CHANNEL_OPTIONS, ERR_ADDRESS_KEY, ERR_CODE_KEY, ERR_SYNDROME_KEY,
                            SERVICE_NAME, decode_read_mem_chunk, encode_write_mem)
 from vp.spec.errors import GuestError, RequestError
-from vp.spec.host import MEM_CHUNK_BYTES, DeviceInfo, RegBatchReply, RegOp, RegResult
+from vp.spec.host import (MEM_CHUNK_BYTES, DeviceInfo, RegBatchReply, RegOp, RegResult,
+                          check_out_buffer)
 
 __all__ = ["GrpcTransport"]
 
@@ -125,11 +126,12 @@ class GrpcTransport(Transport):
 
         return self._call("WriteMem", self._write_mem, requests()).now_ps
 
-    def read_mem(self, address: int, nbytes: int) -> tuple[np.ndarray, int]:
+    def read_mem(self, address: int, nbytes: int,
+                 out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         _check_uint("memory read", "address", address, 64)
         _check_uint("memory read", "length", nbytes, 64)
         self._check_open()
-        out = np.empty(nbytes, dtype=np.uint8)
+        out = check_out_buffer(out, nbytes)
         offset, now_ps = 0, 0
         try:
             for data, now_ps in self._read_mem(pb.ReadMemRequest(address=address,

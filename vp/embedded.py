@@ -46,8 +46,9 @@ class EmbeddedTransport(Transport):
     def write_mem(self, address: int, data: np.ndarray) -> int:
         return self._call(self._port.write_mem, address, data.nbytes, (data,))
 
-    def read_mem(self, address: int, nbytes: int) -> tuple[np.ndarray, int]:
-        return self._call(self._port.read_mem, address, nbytes)
+    def read_mem(self, address: int, nbytes: int,
+                 out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        return self._call(self._port.read_mem, address, nbytes, out)
 
     def wait_irq(self, mask: int, timeout_ps: int) -> tuple[int, int]:
         return self._call(self._port.wait_irq, mask, timeout_ps)

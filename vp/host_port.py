@@ -15,7 +15,7 @@ hardware refuses is reported the way hardware does (error record + interrupt) an
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from vp.board import Board
 from vp.kernel import as_bytes
 from vp.spec.errors import GuestError, RequestError
 from vp.spec.host import (MAX_BATCH_OPS, MAX_MEM_REQUEST_BYTES, DeviceInfo, RegBatchReply,
-                          RegOp, RegResult)
+                          RegOp, RegResult, check_out_buffer)
 from vp.spec.regmap import DEVICE_ID, REGMAP, VERSION_MAJOR, VERSION_MINOR, VERSION_PATCH
 
 _U32 = 0xFFFF_FFFF
@@ -98,13 +98,33 @@ class HostPort:
                                f"sent {written}; those {written} bytes were written")
         return self.sim.now
 
-    def read_mem(self, address: int, nbytes: int) -> tuple[np.ndarray, int]:
-        """Read ``nbytes`` of HBM from ``address``; returns (uint8 array, now in ps)."""
+    def read_mem(self, address: int, nbytes: int,
+                 out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Read ``nbytes`` of HBM from ``address`` into ``out`` (a C-contiguous uint8 array of
+        ``nbytes``, or a new one); returns (the array, now in ps)."""
         self._check_mem_request(address, nbytes, write=False)
+        out = check_out_buffer(out, nbytes)
         self.sim.advance(self.hostif.mem_cost_ps(nbytes))
-        out = np.empty(nbytes, dtype=np.uint8)
         self.hostif.read_mem_into(address, out)
         return out, self.sim.now
+
+    def read_mem_chunks(self, address: int, nbytes: int,
+                        chunk_bytes: int) -> tuple[int, Iterator[np.ndarray]]:
+        """Like :meth:`read_mem`, for streaming: the request is checked and its link time
+        charged now; returns (now in ps, iterator of chunks of at most ``chunk_bytes``).
+
+        Each chunk is read from HBM when the iterator is advanced, into one reused buffer: a
+        chunk is valid until the next one is taken. Advance it on the simulation thread."""
+        self._check_mem_request(address, nbytes, write=False)
+        self.sim.advance(self.hostif.mem_cost_ps(nbytes))
+        return self.sim.now, self._chunks(address, nbytes, chunk_bytes)
+
+    def _chunks(self, address: int, nbytes: int, chunk_bytes: int) -> Iterator[np.ndarray]:
+        buf = np.empty(min(chunk_bytes, nbytes), dtype=np.uint8)
+        for lo in range(0, nbytes, chunk_bytes):
+            view = buf[:min(chunk_bytes, nbytes - lo)]
+            self.hostif.read_mem_into(address + lo, view)
+            yield view
 
     def _check_mem_request(self, address: int, nbytes: int, write: bool) -> None:
         what = "write" if write else "read"

@@ -173,3 +173,15 @@ def test_soft_reset_keeps_memory_power_on_reset_clears_it(device):
     assert device.read_reg("id.SCRATCH") == 0
     assert not device.read_mem(CFG.hbm.base, 64).any()
     assert device.read_reg("id.HBM_SIZE_HI") == CFG.hbm.size >> 32
+
+
+def test_read_into_a_reused_buffer(device):
+    data = np.arange(3 * MiB, dtype=np.uint8)
+    device.write_mem(CFG.hbm.base, data)
+    buf = np.zeros(len(data), np.uint8)
+    got = device.read_mem(CFG.hbm.base, len(data), out=buf)
+    assert got is buf and np.array_equal(buf, data)
+    with pytest.raises(drivers.RequestError, match="read buffer"):
+        device.read_mem(CFG.hbm.base, 16, out=np.zeros(8, np.uint8))
+    with pytest.raises(drivers.RequestError, match="read buffer"):
+        device.read_mem(CFG.hbm.base, 16, out=np.zeros(4, np.uint32))

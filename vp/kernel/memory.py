@@ -69,7 +69,10 @@ class SparseMemory:
             page[start:end] = data
             return
         for index, start, pos, n in self._spans(offset, len(data)):
-            self.page(index)[start:start + n] = data[pos:pos + n]
+            if n == self.page_bytes and index not in self.pages:
+                self.pages[index] = data[pos:pos + n].copy()   # touch a new page once, not twice
+            else:
+                self.page(index)[start:start + n] = data[pos:pos + n]
 
     def read_into(self, offset: int, out: np.ndarray) -> None:
         """Fill the uint8 array ``out`` from ``offset``; absent pages read as zero."""

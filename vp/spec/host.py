@@ -10,12 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
+
+from vp.spec.errors import RequestError
+
 #: Most register operations one batch may carry.
 MAX_BATCH_OPS = 4096
 #: Most bytes one memory read or write request may carry (the transport streams it in chunks).
 MAX_MEM_REQUEST_BYTES = 1 << 30
 #: Chunk size the transports use to stream bulk memory (bytes).
-MEM_CHUNK_BYTES = 4 << 20
+MEM_CHUNK_BYTES = 8 << 20
 
 
 class RegOp(NamedTuple):
@@ -61,3 +65,14 @@ class DeviceInfo:
     link_bytes_per_s: int
     now_ps: int
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def check_out_buffer(out: np.ndarray | None, nbytes: int) -> np.ndarray:
+    """``out`` if it can receive ``nbytes`` read bytes, a new array if None; else RequestError."""
+    if out is None:
+        return np.empty(nbytes, dtype=np.uint8)
+    if not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.ndim == 1
+            and out.flags.c_contiguous and out.flags.writeable and len(out) == nbytes):
+        raise RequestError(f"read buffer must be a writable contiguous 1-D uint8 array of "
+                           f"{nbytes} bytes")
+    return out

@@ -41,8 +41,10 @@ class Transport(ABC):
         """Write the bytes of ``data`` to board memory at ``address``; returns now (ps)."""
 
     @abstractmethod
-    def read_mem(self, address: int, nbytes: int) -> tuple[np.ndarray, int]:
-        """Read ``nbytes`` from board memory; returns (uint8 array, now in ps)."""
+    def read_mem(self, address: int, nbytes: int,
+                 out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Read ``nbytes`` from board memory into ``out`` (a writable C-contiguous uint8 array
+        of ``nbytes``; a new array when None); returns (that array, now in ps)."""
 
     @abstractmethod
     def wait_irq(self, mask: int, timeout_ps: int) -> tuple[int, int]:
