@@ -221,6 +221,12 @@ class Device:
         self.write_fields("err.ERR_STATUS", VALID=1, OVERFLOW=1)
         self.ack_irq(self.irq_mask("GUEST_ERROR"))
 
+    def stats(self) -> dict:
+        """Counters, utilisation per core kind and energy (pJ) since the last reset."""
+        stats = self._call(self._transport.stats)
+        self.now_ps = stats["now_ps"]
+        return stats
+
     def reset(self) -> None:
         """Power-on reset of the board (registers, DMA, interrupts, HBM contents)."""
         self.now_ps = self._call(self._transport.reset)

@@ -25,7 +25,8 @@ from drivers.transport import Transport, TransportError
 from vp.proto import npuvp_pb2 as pb
 from vp.proto import npuvp_pb2_grpc as pb_grpc
 from vp.proto.wire import (CHANNEL_OPTIONS, ERR_ADDRESS_KEY, ERR_CODE_KEY, ERR_SYNDROME_KEY,
-                           SERVICE_NAME, decode_read_mem_chunk, encode_write_mem)
+                           SERVICE_NAME, decode_read_mem_chunk, encode_write_mem,
+                           stats_from_proto)
 from vp.spec.errors import GuestError, RequestError
 from vp.spec.host import (MEM_CHUNK_BYTES, DeviceInfo, RegBatchReply, RegOp, RegResult,
                           check_out_buffer)
@@ -155,6 +156,9 @@ class GrpcTransport(Transport):
         m = self._call("WaitIrq", self._stub.WaitIrq,
                        pb.WaitIrqRequest(mask=mask, timeout_ps=timeout_ps))
         return m.pending, m.now_ps
+
+    def stats(self) -> dict:
+        return stats_from_proto(self._call("GetStats", self._stub.GetStats, pb.GetStatsRequest()))
 
     def reset(self) -> int:
         return self._call("Reset", self._stub.Reset, pb.ResetRequest()).now_ps

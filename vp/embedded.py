@@ -53,6 +53,9 @@ class EmbeddedTransport(Transport):
     def wait_irq(self, mask: int, timeout_ps: int) -> tuple[int, int]:
         return self._call(self._port.wait_irq, mask, timeout_ps)
 
+    def stats(self) -> dict:
+        return self._call(self._port.stats)
+
     def reset(self) -> int:
         return self._call(self._port.reset)
 

@@ -161,6 +161,11 @@ class HostPort:
             self.sim.run(deadline - self.sim.now, until=irq.line_changed)
         return irq.pending & mask, self.sim.now
 
+    def stats(self) -> dict:
+        """The board's statistics now (see ``Transport.stats``)."""
+        self.sim.settle()
+        return {"now_ps": self.sim.now, **self.board.stats()}
+
     def reset(self) -> int:
         """Power-on reset of the board (simulated time keeps running); returns now (ps)."""
         self.board.power_on_reset()

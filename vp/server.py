@@ -43,7 +43,7 @@ from vp.proto import npuvp_pb2 as pb
 from vp.proto import npuvp_pb2_grpc as pb_grpc
 from vp.proto.wire import (CHANNEL_OPTIONS, ERR_ADDRESS_KEY, ERR_CODE_KEY, ERR_SYNDROME_KEY,
                            SERVICE_NAME, WriteMemMessage, decode_write_mem,
-                           encode_read_mem_chunk)
+                           encode_read_mem_chunk, stats_to_proto)
 from vp.spec.errors import GuestError, RequestError
 from vp.spec.host import MEM_CHUNK_BYTES, DeviceInfo, RegOp
 
@@ -213,6 +213,10 @@ class BoardServicer(pb_grpc.BoardServicer):
         pending, now_ps = self._run(context, "WaitIrq", self._port.wait_irq, request.mask,
                                     request.timeout_ps)
         return pb.WaitIrqReply(pending=pending, now_ps=now_ps)
+
+    def GetStats(self, request: pb.GetStatsRequest, context) -> pb.Stats:
+        stats = self._run(context, "GetStats", self._port.stats)
+        return stats_to_proto(stats, stats["now_ps"])
 
     def Reset(self, request: pb.ResetRequest, context) -> pb.ResetReply:
         return pb.ResetReply(now_ps=self._run(context, "Reset", self._port.reset))

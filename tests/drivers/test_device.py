@@ -185,3 +185,17 @@ def test_read_into_a_reused_buffer(device):
         device.read_mem(CFG.hbm.base, 16, out=np.zeros(8, np.uint8))
     with pytest.raises(drivers.RequestError, match="read buffer"):
         device.read_mem(CFG.hbm.base, 16, out=np.zeros(4, np.uint32))
+
+
+def test_stats_count_what_the_board_did(device):
+    before = device.stats()
+    nbytes = 1 * MiB
+    device.write_mem(CFG.hbm.base, np.ones(nbytes, np.uint8))
+    after = device.stats()
+    assert after["units"]["hbm"]["bytes_written"] - before["units"]["hbm"]["bytes_written"] == nbytes
+    assert after["elapsed_ps"] > before["elapsed_ps"] and after["now_ps"] == device.now_ps
+    e = after["energy_pj"]
+    assert e["total"] == pytest.approx(sum(v for k, v in e.items() if k != "total"))
+    assert e["hbm"] == pytest.approx(
+        (after["units"]["hbm"]["bytes_read"] + after["units"]["hbm"]["bytes_written"])
+        * CFG.energy.hbm_pj_per_byte)

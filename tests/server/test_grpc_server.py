@@ -102,7 +102,7 @@ def test_reflection_lists_the_board_service(channel):
     fd = db.FindFileContainingSymbol("npuvp.v1.Board")
     assert fd.package == "npuvp.v1"
     methods = {m.name for m in fd.service[0].method}
-    assert methods == {"GetInfo", "RegBatch", "WriteMem", "ReadMem", "WaitIrq", "Reset"}
+    assert methods == {"GetInfo", "RegBatch", "WriteMem", "ReadMem", "WaitIrq", "Reset", "GetStats"}
 
 
 @pytest.mark.parametrize("service", ["", "npuvp.v1.Board"])

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0bnpuvp.proto\x12\x08npuvp.v1\"\x10\n\x0eGetInfoRequest\"\xe1\x02\n\nDeviceInfo\x12\x12\n\nboard_name\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\r\x12\x15\n\rversion_major\x18\x03 \x01(\r\x12\x15\n\rversion_minor\x18\x04 \x01(\r\x12\x15\n\rversion_patch\x18\x05 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x01(\x04\x12\x10\n\x08\x62\x61r_size\x18\x07 \x01(\x04\x12\x10\n\x08hbm_base\x18\x08 \x01(\x04\x12\x10\n\x08hbm_size\x18\t \x01(\x04\x12\x17\n\x0flink_latency_ps\x18\n \x01(\x04\x12\x18\n\x10link_bytes_per_s\x18\x0b \x01(\x04\x12\x0e\n\x06now_ps\x18\x0c \x01(\x04\x12.\n\x05\x65xtra\x18\r \x03(\x0b\x32\x1f.npuvp.v1.DeviceInfo.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x0fRegBatchRequest\x12\r\n\x05write\x18\x01 \x03(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x03(\x04\x12\r\n\x05value\x18\x03 \x03(\r\">\n\rRegBatchReply\x12\x0e\n\x06status\x18\x01 \x03(\r\x12\r\n\x05value\x18\x02 \x03(\r\x12\x0e\n\x06now_ps\x18\x03 \x01(\x04\"k\n\x0fWriteMemRequest\x12\x14\n\x07\x61\x64\x64ress\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x18\n\x0btotal_bytes\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x42\n\n\x08_addressB\x0e\n\x0c_total_bytes\"\x1f\n\rWriteMemReply\x12\x0e\n\x06now_ps\x18\x01 \x01(\x04\"1\n\x0eReadMemRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\x04\x12\x0e\n\x06nbytes\x18\x02 \x01(\x04\",\n\x0cReadMemChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06now_ps\x18\x02 \x01(\x04\"2\n\x0eWaitIrqRequest\x12\x0c\n\x04mask\x18\x01 \x01(\x04\x12\x12\n\ntimeout_ps\x18\x02 \x01(\x04\"/\n\x0cWaitIrqReply\x12\x0f\n\x07pending\x18\x01 \x01(\x04\x12\x0e\n\x06now_ps\x18\x02 \x01(\x04\"\x0e\n\x0cResetRequest\"\x1c\n\nResetReply\x12\x0e\n\x06now_ps\x18\x01 \x01(\x04\x32\xf7\x02\n\x05\x42oard\x12\x39\n\x07GetInfo\x12\x18.npuvp.v1.GetInfoRequest\x1a\x14.npuvp.v1.DeviceInfo\x12>\n\x08RegBatch\x12\x19.npuvp.v1.RegBatchRequest\x1a\x17.npuvp.v1.RegBatchReply\x12@\n\x08WriteMem\x12\x19.npuvp.v1.WriteMemRequest\x1a\x17.npuvp.v1.WriteMemReply(\x01\x12=\n\x07ReadMem\x12\x18.npuvp.v1.ReadMemRequest\x1a\x16.npuvp.v1.ReadMemChunk0\x01\x12;\n\x07WaitIrq\x12\x18.npuvp.v1.WaitIrqRequest\x1a\x16.npuvp.v1.WaitIrqReply\x12\x35\n\x05Reset\x12\x16.npuvp.v1.ResetRequest\x1a\x14.npuvp.v1.ResetReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0bnpuvp.proto\x12\x08npuvp.v1\"\x10\n\x0eGetInfoRequest\"\xe1\x02\n\nDeviceInfo\x12\x12\n\nboard_name\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\r\x12\x15\n\rversion_major\x18\x03 \x01(\r\x12\x15\n\rversion_minor\x18\x04 \x01(\r\x12\x15\n\rversion_patch\x18\x05 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x01(\x04\x12\x10\n\x08\x62\x61r_size\x18\x07 \x01(\x04\x12\x10\n\x08hbm_base\x18\x08 \x01(\x04\x12\x10\n\x08hbm_size\x18\t \x01(\x04\x12\x17\n\x0flink_latency_ps\x18\n \x01(\x04\x12\x18\n\x10link_bytes_per_s\x18\x0b \x01(\x04\x12\x0e\n\x06now_ps\x18\x0c \x01(\x04\x12.\n\x05\x65xtra\x18\r \x03(\x0b\x32\x1f.npuvp.v1.DeviceInfo.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x0fRegBatchRequest\x12\r\n\x05write\x18\x01 \x03(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x03(\x04\x12\r\n\x05value\x18\x03 \x03(\r\">\n\rRegBatchReply\x12\x0e\n\x06status\x18\x01 \x03(\r\x12\r\n\x05value\x18\x02 \x03(\r\x12\x0e\n\x06now_ps\x18\x03 \x01(\x04\"k\n\x0fWriteMemRequest\x12\x14\n\x07\x61\x64\x64ress\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x18\n\x0btotal_bytes\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x42\n\n\x08_addressB\x0e\n\x0c_total_bytes\"\x1f\n\rWriteMemReply\x12\x0e\n\x06now_ps\x18\x01 \x01(\x04\"1\n\x0eReadMemRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\x04\x12\x0e\n\x06nbytes\x18\x02 \x01(\x04\",\n\x0cReadMemChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06now_ps\x18\x02 \x01(\x04\"2\n\x0eWaitIrqRequest\x12\x0c\n\x04mask\x18\x01 \x01(\x04\x12\x12\n\ntimeout_ps\x18\x02 \x01(\x04\"/\n\x0cWaitIrqReply\x12\x0f\n\x07pending\x18\x01 \x01(\x04\x12\x0e\n\x06now_ps\x18\x02 \x01(\x04\"\x0e\n\x0cResetRequest\"\x1c\n\nResetReply\x12\x0e\n\x06now_ps\x18\x01 \x01(\x04\"\x11\n\x0fGetStatsRequest\"\xeb\x02\n\x05Stats\x12\x0e\n\x06now_ps\x18\x01 \x01(\x04\x12\x12\n\nelapsed_ps\x18\x02 \x01(\x04\x12)\n\x05units\x18\x03 \x03(\x0b\x32\x1a.npuvp.v1.Stats.UnitsEntry\x12)\n\x05kinds\x18\x04 \x03(\x0b\x32\x1a.npuvp.v1.Stats.KindsEntry\x12\x30\n\tenergy_pj\x18\x05 \x03(\x0b\x32\x1d.npuvp.v1.Stats.EnergyPjEntry\x1a@\n\nUnitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.npuvp.v1.Counters:\x02\x38\x01\x1a\x43\n\nKindsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.npuvp.v1.KindSummary:\x02\x38\x01\x1a/\n\rEnergyPjEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"i\n\x08\x43ounters\x12.\n\x06values\x18\x01 \x03(\x0b\x32\x1e.npuvp.v1.Counters.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"o\n\x0bKindSummary\x12\x31\n\x06values\x18\x01 \x03(\x0b\x32!.npuvp.v1.KindSummary.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\xaf\x03\n\x05\x42oard\x12\x39\n\x07GetInfo\x12\x18.npuvp.v1.GetInfoRequest\x1a\x14.npuvp.v1.DeviceInfo\x12>\n\x08RegBatch\x12\x19.npuvp.v1.RegBatchRequest\x1a\x17.npuvp.v1.RegBatchReply\x12@\n\x08WriteMem\x12\x19.npuvp.v1.WriteMemRequest\x1a\x17.npuvp.v1.WriteMemReply(\x01\x12=\n\x07ReadMem\x12\x18.npuvp.v1.ReadMemRequest\x1a\x16.npuvp.v1.ReadMemChunk0\x01\x12;\n\x07WaitIrq\x12\x18.npuvp.v1.WaitIrqRequest\x1a\x16.npuvp.v1.WaitIrqReply\x12\x35\n\x05Reset\x12\x16.npuvp.v1.ResetRequest\x1a\x14.npuvp.v1.ResetReply\x12\x36\n\x08GetStats\x12\x19.npuvp.v1.GetStatsRequest\x1a\x0f.npuvp.v1.Statsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DEVICEINFO_EXTRAENTRY']._loaded_options = None
   _globals['_DEVICEINFO_EXTRAENTRY']._serialized_options = b'8\001'
+  _globals['_STATS_UNITSENTRY']._loaded_options = None
+  _globals['_STATS_UNITSENTRY']._serialized_options = b'8\001'
+  _globals['_STATS_KINDSENTRY']._loaded_options = None
+  _globals['_STATS_KINDSENTRY']._serialized_options = b'8\001'
+  _globals['_STATS_ENERGYPJENTRY']._loaded_options = None
+  _globals['_STATS_ENERGYPJENTRY']._serialized_options = b'8\001'
+  _globals['_COUNTERS_VALUESENTRY']._loaded_options = None
+  _globals['_COUNTERS_VALUESENTRY']._serialized_options = b'8\001'
+  _globals['_KINDSUMMARY_VALUESENTRY']._loaded_options = None
+  _globals['_KINDSUMMARY_VALUESENTRY']._serialized_options = b'8\001'
   _globals['_GETINFOREQUEST']._serialized_start=25
   _globals['_GETINFOREQUEST']._serialized_end=41
   _globals['_DEVICEINFO']._serialized_start=44
@@ -61,6 +71,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESETREQUEST']._serialized_end=883
   _globals['_RESETREPLY']._serialized_start=885
   _globals['_RESETREPLY']._serialized_end=913
-  _globals['_BOARD']._serialized_start=916
-  _globals['_BOARD']._serialized_end=1291
+  _globals['_GETSTATSREQUEST']._serialized_start=915
+  _globals['_GETSTATSREQUEST']._serialized_end=932
+  _globals['_STATS']._serialized_start=935
+  _globals['_STATS']._serialized_end=1298
+  _globals['_STATS_UNITSENTRY']._serialized_start=1116
+  _globals['_STATS_UNITSENTRY']._serialized_end=1180
+  _globals['_STATS_KINDSENTRY']._serialized_start=1182
+  _globals['_STATS_KINDSENTRY']._serialized_end=1249
+  _globals['_STATS_ENERGYPJENTRY']._serialized_start=1251
+  _globals['_STATS_ENERGYPJENTRY']._serialized_end=1298
+  _globals['_COUNTERS']._serialized_start=1300
+  _globals['_COUNTERS']._serialized_end=1405
+  _globals['_COUNTERS_VALUESENTRY']._serialized_start=1360
+  _globals['_COUNTERS_VALUESENTRY']._serialized_end=1405
+  _globals['_KINDSUMMARY']._serialized_start=1407
+  _globals['_KINDSUMMARY']._serialized_end=1518
+  _globals['_KINDSUMMARY_VALUESENTRY']._serialized_start=1473
+  _globals['_KINDSUMMARY_VALUESENTRY']._serialized_end=1518
+  _globals['_BOARD']._serialized_start=1521
+  _globals['_BOARD']._serialized_end=1952
 # @@protoc_insertion_point(module_scope)

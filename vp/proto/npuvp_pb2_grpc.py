@@ -66,6 +66,11 @@ class BoardStub:
                 request_serializer=npuvp__pb2.ResetRequest.SerializeToString,
                 response_deserializer=npuvp__pb2.ResetReply.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/npuvp.v1.Board/GetStats',
+                request_serializer=npuvp__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=npuvp__pb2.Stats.FromString,
+                _registered_method=True)
 
 
 class BoardServicer:
@@ -118,6 +123,13 @@ class BoardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """Counters of every unit, utilisation per core kind and energy, since the last reset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BoardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +162,11 @@ def add_BoardServicer_to_server(servicer, server):
                     servicer.Reset,
                     request_deserializer=npuvp__pb2.ResetRequest.FromString,
                     response_serializer=npuvp__pb2.ResetReply.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=npuvp__pb2.GetStatsRequest.FromString,
+                    response_serializer=npuvp__pb2.Stats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +331,33 @@ class Board:
             '/npuvp.v1.Board/Reset',
             npuvp__pb2.ResetRequest.SerializeToString,
             npuvp__pb2.ResetReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npuvp.v1.Board/GetStats',
+            npuvp__pb2.GetStatsRequest.SerializeToString,
+            npuvp__pb2.Stats.FromString,
             options,
             channel_credentials,
             insecure,

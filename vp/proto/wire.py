@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Iterator, NamedTuple
 
+from vp.proto import npuvp_pb2 as pb
+
 #: Full name of the board service (``package.Service`` in ``npuvp.proto``).
 SERVICE_NAME = "npuvp.v1.Board"
 
@@ -164,3 +166,23 @@ def decode_read_mem_chunk(raw: bytes) -> tuple[memoryview, int]:
             _expect(number, wire_type, _VARINT, "ReadMemChunk")
             now_ps = value
     return data, now_ps
+
+
+# -- statistics -------------------------------------------------------------------------------
+def stats_to_proto(stats: dict, now_ps: int):
+    """A board's stats dict (``models.stats.board_stats`` shape) as a ``Stats`` message."""
+    msg = pb.Stats(now_ps=now_ps, elapsed_ps=stats["elapsed_ps"])
+    for unit, counters in stats["units"].items():
+        msg.units[unit].values.update({k: int(v) for k, v in counters.items()})
+    for kind, summary in stats["kinds"].items():
+        msg.kinds[kind].values.update({k: float(v) for k, v in summary.items()})
+    msg.energy_pj.update({k: float(v) for k, v in stats["energy_pj"].items()})
+    return msg
+
+
+def stats_from_proto(msg) -> dict:
+    """The stats dict back from a ``Stats`` message (kind summaries as floats)."""
+    return {"now_ps": msg.now_ps, "elapsed_ps": msg.elapsed_ps,
+            "units": {u: dict(c.values) for u, c in msg.units.items()},
+            "kinds": {k: dict(s.values) for k, s in msg.kinds.items()},
+            "energy_pj": dict(msg.energy_pj)}

@@ -52,6 +52,12 @@ class Transport(ABC):
         of simulated time pass; returns (pending bits & mask, 0 on timeout; now in ps)."""
 
     @abstractmethod
+    def stats(self) -> dict:
+        """Counters of every unit, utilisation per core kind and energy since the last reset:
+        ``{"now_ps", "elapsed_ps", "units": {unit: {counter: int}}, "kinds": {kind: {...}},
+        "energy_pj": {action: pJ}}``."""
+
+    @abstractmethod
     def reset(self) -> int:
         """Reset the board to its power-on state (time keeps running); returns now (ps)."""
 
