@@ -92,12 +92,12 @@ class DmaEngines(Module):
     def _move(self, src: int, dst: int, nbytes: int, offset_ps: int) -> int:
         """Read then write one piece; returns the memory-side time both took (ps)."""
         rd = Payload.read(src, 0 if self.timing_only else nbytes)
-        if self.timing_only:
-            rd.length = nbytes
+        if self.timing_only:                 # no buffer: only the size travels
+            rd.length = rd.streaming_width = nbytes
             rd.extensions["timing_only"] = True
         t_read = self.socket.b_transport(rd, offset_ps)
         wr = Payload(Command.WRITE, dst, rd.data)
-        wr.length = rd.length
+        wr.length = wr.streaming_width = rd.length
         wr.extensions = rd.extensions
         t_write = self.socket.b_transport(wr, t_read)
         if not (rd.is_ok and wr.is_ok):  # ranges were checked: a refusal is a model bug

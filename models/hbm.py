@@ -41,7 +41,7 @@ from models.hbm_timing import (HbmArray, HbmGeometry, HbmTiming, burst_transfer_
                                peak_bandwidth, refresh_limited_peak, row_miss_formula_ps)
 from vp.kernel import (Command, DmiRegion, Module, Payload, Response, Simulator, SparseMemory,
                        TargetSocket)
-from vp.spec.units import GIB, MIB, SEC, US
+from vp.spec.units import GIB, MIB, US
 
 __all__ = ["Hbm", "HbmGeometry", "HbmTiming", "peak_bandwidth", "refresh_limited_peak",
            "row_miss_formula_ps", "unloaded_row_miss_latency_ps", "unloaded_row_hit_latency_ps",
@@ -73,18 +73,16 @@ class Hbm(Module):
         self.bytes_written = 0
 
     @classmethod
-    def simple(cls, parent, name: str, size: int, latency_ps: int, bandwidth: int,
-               geometry: HbmGeometry | None = None) -> "Hbm":
-        """The board file's two-number form: aggregate peak ``bandwidth`` (bytes/s) split evenly
-        over the pseudo-channels of ``geometry`` (default HBM3 organisation), and an unloaded
-        row-miss latency of one burst (:attr:`latency_ps`) close to ``latency_ps`` (ps), the
-        excess over ``tRP + tRCD`` and the burst folded into ``tCL`` (controller and PHY)."""
-        geometry = geometry or HbmGeometry()
-        base = HbmTiming(channel_bandwidth=max(1, bandwidth // geometry.n_pseudo_channels))
-        fixed = base.q("tRP") + base.q("tRCD") + burst_transfer_ps(geometry, base)
-        tcl = max(-(-SEC // base.clock_hz), latency_ps - fixed)
-        timing = HbmTiming(channel_bandwidth=base.channel_bandwidth, tCL=tcl)
-        return cls(parent, name, size, geometry=geometry, timing=timing)
+    def from_config(cls, parent, name: str, cfg) -> "Hbm":
+        """The HBM a board file's ``hbm`` section describes (``vp.spec.board_config.HbmConfig``)."""
+        geometry = HbmGeometry(stacks=cfg.stacks, channels_per_stack=cfg.channels_per_stack,
+                               pseudo_channels=cfg.pseudo_channels, banks=cfg.banks,
+                               row_bytes=cfg.row_bytes, interleave_bytes=cfg.interleave_bytes,
+                               burst_bytes=cfg.burst_bytes)
+        timing = HbmTiming(clock_hz=cfg.clock, tRCD=cfg.tRCD, tCL=cfg.tCL, tRP=cfg.tRP,
+                           tRAS=cfg.tRAS, tREFI=cfg.tREFI, tRFC=cfg.tRFC,
+                           channel_bandwidth=cfg.channel_bandwidth, tRRD=cfg.tRRD, tFAW=cfg.tFAW)
+        return cls(parent, name, cfg.size, geometry=geometry, timing=timing)
 
     # -- introspection -----------------------------------------------------------------------
     @property

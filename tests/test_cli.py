@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers.board_server import running_server
+from vp.spec.board_config import load_board
 from vp.spec.regmap import REGMAP
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,8 @@ def test_demo_is_the_main_job():
 
 def test_info_json_embedded_and_grpc():
     local = json.loads(npuvp("info", "--json").stdout)
-    assert local["device_id"] == REGMAP.reg("id.ID").reset and local["hbm_size"] == 64 << 30
+    assert local["device_id"] == REGMAP.reg("id.ID").reset
+    assert local["hbm_size"] == load_board(None).hbm.size
     with running_server() as address:
         remote = json.loads(npuvp("info", "--device", f"grpc://{address}", "--json").stdout)
     assert {k: v for k, v in remote.items() if k not in ("url", "now_ps")} == \

@@ -104,8 +104,10 @@ def test_polling_status_never_hangs_the_board(device):
 
 @pytest.mark.parametrize("setup,code", [
     ({"dma.LEN": 0}, ErrCode.DMA_LENGTH),
-    ({"dma.SRC_LO": 0xFFFF_F000, "dma.SRC_HI": 0xF, "dma.LEN": 0x2000}, ErrCode.DMA_RANGE),
-    ({"dma.DST_HI": 0x100, "dma.LEN": 16}, ErrCode.DMA_RANGE),
+    ({"dma.SRC_LO": (CFG.hbm.base + CFG.hbm.size - 0x1000) & 0xFFFF_FFFF,
+      "dma.SRC_HI": (CFG.hbm.base + CFG.hbm.size - 0x1000) >> 32, "dma.LEN": 0x2000},
+     ErrCode.DMA_RANGE),
+    ({"dma.DST_HI": (CFG.hbm.base + CFG.hbm.size) >> 32, "dma.LEN": 16}, ErrCode.DMA_RANGE),
 ])
 def test_dma_errors_raise_error_irq_and_record(device, setup, code):
     for reg in ("dma.SRC_LO", "dma.SRC_HI", "dma.DST_LO", "dma.DST_HI"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import drivers
 from drivers.queue import CommandQueue, QueueError
 from vp.spec import isa
 from vp.spec.board_config import load_board

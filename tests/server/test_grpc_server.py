@@ -118,7 +118,7 @@ def test_get_info_describes_the_default_board(stub):
     assert (info.hbm_base, info.hbm_size) == (CFG.hbm.base, CFG.hbm.size)
     assert info.link_latency_ps == CFG.host_link.latency_ps
     assert info.bar_size == REGMAP.size
-    assert info.extra["board_file"].endswith("default.yaml")
+    assert info.extra["board_file"] == CFG.source
 
 
 # --- malformed requests -----------------------------------------------------------------------

@@ -230,14 +230,45 @@ class HbmConfig(_Section):
                     min=0, align=PAGE_BYTES)
     size: int = key("size", SIZE, REQUIRED, "HBM capacity (bytes)", min=PAGE_BYTES,
                     align=PAGE_BYTES)
-    latency_ps: int = key("latency", TIME, "110 ns", "unloaded access latency (ps)", min=0)
-    bandwidth: int = key("bandwidth", BANDWIDTH, "819.2 GB/s",
-                         "aggregate peak bandwidth (bytes/s)", min=1)
+    # Geometry (defaults: HBM3, JESD238): stacks -> channels -> pseudo-channels -> banks.
+    stacks: int = key("stacks", INT, 4, "HBM stacks", min=1)
+    channels_per_stack: int = key("channels_per_stack", INT, 16, "independent channels per stack",
+                                  min=1)
+    pseudo_channels: int = key("pseudo_channels", INT, 2, "pseudo-channels per channel", min=1)
+    banks: int = key("banks", INT, 16, "banks per pseudo-channel", min=1)
+    row_bytes: int = key("row_bytes", SIZE, "1 KiB", "row (page) size of a bank (bytes)", min=64)
+    interleave_bytes: int = key("interleave_bytes", SIZE, "256 B",
+                                "granule spread round-robin over the pseudo-channels (bytes)",
+                                min=32)
+    burst_bytes: int = key("burst_bytes", SIZE, "64 B", "bytes of one burst (bytes)", min=32)
+    # Timing.
+    clock: int = key("clock", FREQUENCY, "1.6 GHz", "command clock; tCK = 1 / clock (Hz)", min=1)
+    tRCD: int = key("tRCD", TIME, "14 ns", "activate to read/write (ps)", min=0)
+    tCL: int = key("tCL", TIME, "14 ns", "read command to first data (ps)", min=0)
+    tRP: int = key("tRP", TIME, "14 ns", "precharge to activate (ps)", min=0)
+    tRAS: int = key("tRAS", TIME, "33 ns", "activate to precharge, minimum (ps)", min=0)
+    tRRD: int = key("tRRD", TIME, "2 ns", "activate to activate, different banks (ps)", min=0)
+    tFAW: int = key("tFAW", TIME, "16 ns", "window holding at most four activates (ps)", min=0)
+    tREFI: int = key("tREFI", TIME, "3.9 us", "refresh interval (ps)", min=1)
+    tRFC: int = key("tRFC", TIME, "350 ns", "refresh cycle time: channel unavailable (ps)", min=0)
+    channel_bandwidth: int = key("channel_bandwidth", BANDWIDTH, "25.6 GB/s",
+                                 "data rate of one pseudo-channel (bytes/s)", min=1)
 
     def _checks(self) -> Iterator[tuple[str, str]]:
         if self.base + self.size > 1 << 64:
             yield "size", (f"base {self.base:#x} + size {self.size:#x} ends beyond the 64-bit "
                            f"address space")
+        if self.tRFC >= self.tREFI:
+            yield "tRFC", "must be shorter than tREFI (the memory would never be available)"
+        for name in ("row_bytes", "interleave_bytes", "burst_bytes"):
+            value = getattr(self, name)
+            if value & (value - 1):
+                yield name, f"{value} is not a power of two"
+
+    @property
+    def peak_bandwidth(self) -> int:
+        """All pseudo-channels at once (bytes/s)."""
+        return self.stacks * self.channels_per_stack * self.pseudo_channels * self.channel_bandwidth
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,20 +446,31 @@ class BoardConfig(_Section):
 # Loading and the generic parser.
 # --------------------------------------------------------------------------------------------
 
+#: Boards shipped with the package, by name (``vp/boards/<name>.yaml``); the first is the default.
+SHIPPED_BOARDS = ("afd", "unified")
+
+
+def shipped_board_path(name: str) -> str:
+    """Path of the shipped board ``name`` (one of :data:`SHIPPED_BOARDS`)."""
+    return str(resources.files("vp.boards").joinpath(f"{name}.yaml"))
+
+
 def default_board_path() -> str:
-    """Path of the default board shipped with the package (``vp/boards/default.yaml``)."""
-    return str(resources.files("vp.boards").joinpath("default.yaml"))
+    """Path of the default board: the disaggregated board ``vp/boards/afd.yaml``."""
+    return shipped_board_path(SHIPPED_BOARDS[0])
 
 
 def load_board(path: str | os.PathLike | None = None) -> BoardConfig:
-    """Read and validate a board file; ``None`` loads the default board.
+    """Read and validate a board file; ``None`` loads the default board, and a shipped board's
+    name (``"afd"``, ``"unified"``) loads that board.
 
     Raises :class:`BoardConfigError` for a missing or unreadable file, YAML syntax errors and
     every schema violation.
     """
-    if path is None:
-        source = default_board_path()
-        text = resources.files("vp.boards").joinpath("default.yaml").read_text(encoding="utf-8")
+    if path is None or path in SHIPPED_BOARDS:
+        source = shipped_board_path(path or SHIPPED_BOARDS[0])
+        text = resources.files("vp.boards").joinpath(os.path.basename(source)).read_text(
+            encoding="utf-8")
     else:
         source = os.fspath(path)
         try:
