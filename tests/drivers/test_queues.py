@@ -94,7 +94,7 @@ def test_bad_packet_stops_the_queue_with_a_named_error(queue, device, packet, co
         queue.sync(10 * MS)
     err = info.value
     assert (err.queue, err.offset, err.code, err.opcode) == (0, 4, code, opcode)
-    assert f"queue 0: packet at ring offset 0x4" in str(err) and code.name in str(err)
+    assert "queue 0: packet at ring offset 0x4" in str(err) and code.name in str(err)
     assert device.read_reg("irq.INT_STATUS") & device.irq_mask("CP_ERROR")
     assert device.last_error()["source"] == 2          # CP
     queue.reset()                                      # recovery: the queue runs again
