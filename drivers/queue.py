@@ -18,7 +18,7 @@ import numpy as np
 from drivers.device import Device
 from drivers.errors import DeviceError, DeviceTimeout
 from vp.spec import isa
-from vp.spec.regmap import REGMAP, ErrCode
+from vp.spec.regmap import REGMAP, ErrCode, ErrSource
 
 _STATUS = REGMAP.reg("cp.Q_STATUS[0]")
 N_QUEUES = 8
@@ -36,6 +36,18 @@ class QueueError(DeviceError):
     def __reduce__(self):
         return (type(self), (self.queue, self.offset, self.opcode, self.code, self.address,
                              self.message))
+
+
+class CoreError(DeviceError):
+    """A core stopped on an instruction. Attributes: ``core`` (id), ``address`` (HBM address of
+    the instruction), plus DeviceError's ``code`` and ``syndrome``."""
+
+    def __init__(self, core: int, code: int, address: int, message: str):
+        super().__init__(code, address, core, message)
+        self.core = core
+
+    def __reduce__(self):
+        return (type(self), (self.core, self.code, self.address, self.message))
 
 
 class QueueFull(RuntimeError):
@@ -96,7 +108,7 @@ class CommandQueue:
         """Run the board until this queue's FENCE reaches ``value``; raise :class:`QueueError`
         if the queue stops on an error, :class:`DeviceTimeout` after ``timeout_ps``."""
         dev = self.dev
-        mask = dev.irq_mask("CP_FENCE", "CP_ERROR")
+        mask = dev.irq_mask("CP_FENCE", "CP_ERROR", "CORE_ERROR")
         deadline = dev.now_ps + timeout_ps
         while True:
             self.check()
@@ -118,7 +130,12 @@ class CommandQueue:
         self.wait_fence(self.fence(), timeout_ps)
 
     def check(self) -> None:
-        """Raise :class:`QueueError` if the board stopped this queue on an error."""
+        """Raise :class:`QueueError` if the board stopped this queue on an error, or
+        :class:`CoreError` if a core stopped on an instruction (``CORE_ERROR``)."""
+        core_error = self.dev.irq_mask("CORE_ERROR")
+        if self.dev.read_reg("irq.INT_STATUS") & core_error:
+            self.dev.ack_irq(core_error)      # reported once, like an interrupt handler does
+            raise self._core_error()
         status = self.dev.read_reg(f"cp.Q_STATUS[{self.index}]")
         if not _STATUS.field("ERROR").extract(status):
             return
@@ -133,6 +150,24 @@ class CommandQueue:
         raise QueueError(self.index, offset, opcode, code, self.address + offset,
                          f"queue {self.index}: packet at ring offset 0x{offset:x} "
                          f"(opcode {opcode or '?'}) failed: {why}")
+
+    def _core_error(self) -> CoreError:
+        err = self.dev.last_error()
+        if err is None or err["source"] != ErrSource.CORE:   # the record holds another error
+            return CoreError(-1, 0, 0, "a core stopped on an error; the error record holds "
+                                       f"an earlier error: {err}")
+        code, core, address = err["code"], err["syndrome"] & 0xFFFF, err["address"]
+        why = f"{code.name}: {code.desc}" if isinstance(code, ErrCode) else f"error code {code}"
+        opcode = self._instruction_at(address)
+        return CoreError(core, code, address, f"core {core}: instruction at 0x{address:x} "
+                                              f"(opcode {opcode or '?'}) failed: {why}")
+
+    def _instruction_at(self, address: int) -> str | None:
+        try:
+            header = int(self.dev.read_mem(address, 4).view("<u4")[0])
+        except DeviceError:          # the core fetched from outside HBM: no opcode to name
+            return None
+        return isa.opcode_name(isa.INSTRUCTIONS, header & 0xFF)
 
     def _opcode_at(self, offset: int) -> str | None:
         header = int(self.dev.read_mem(self.address + offset, 4).view("<u4")[0])
