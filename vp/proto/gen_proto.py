@@ -14,12 +14,13 @@ the files stale and says which version made them.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
+
+from vp.spec import generated
 
 HERE = Path(__file__).resolve().parent
 PROTO = "npuvp.proto"
@@ -63,13 +64,7 @@ def generate() -> dict[str, str]:
 
 def stale_files(texts: dict[str, str] | None = None) -> list[str]:
     """Names of the generated files that are missing or differ from a fresh generation."""
-    texts = generate() if texts is None else texts
-    stale = []
-    for name, text in texts.items():
-        path = HERE / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            stale.append(name)
-    return stale
+    return generated.stale_files(generate() if texts is None else texts, HERE)
 
 
 def _recorded_tools_version(name: str) -> str | None:
@@ -81,32 +76,17 @@ def _recorded_tools_version(name: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _explain(stale: list[str]) -> str | None:
+    recorded = {_recorded_tools_version(name) for name in stale} - {None}
+    now = _tools_version()
+    if recorded and recorded != {now}:
+        return (f"note: the files were made with grpcio-tools {', '.join(sorted(recorded))}, "
+                f"this is {now}")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vp.proto.gen_proto", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 if any generated file is stale")
-    args = parser.parse_args(argv)
-    texts = generate()
-    if args.check:
-        stale = stale_files(texts)
-        if not stale:
-            return 0
-        for name in stale:
-            print(f"stale: {HERE / name}", file=sys.stderr)
-        recorded = {_recorded_tools_version(name) for name in stale} - {None}
-        now = _tools_version()
-        if recorded and recorded != {now}:
-            print(f"note: the files were made with grpcio-tools {', '.join(sorted(recorded))}, "
-                  f"this is {now}", file=sys.stderr)
-        print("regenerate with: python -m vp.proto.gen_proto", file=sys.stderr)
-        return 1
-    for name, text in texts.items():
-        path = HERE / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path}")
-    return 0
+    return generated.main("vp.proto.gen_proto", __doc__, generate, HERE, argv, _explain)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ deterministic (no dates, versions or absolute paths).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from vp.spec import isa
+from vp.spec import generated, isa
 
 ROOT = Path(__file__).resolve().parents[2]
 MD_REL = "docs/isa.md"
@@ -388,34 +387,11 @@ def generate() -> dict[str, str]:
 
 def stale_files(root: Path | None = None) -> list[str]:
     """Relative paths of generated files that differ from a fresh generation (or are missing)."""
-    root = ROOT if root is None else root
-    return [rel for rel, text in generate().items()
-            if not (root / rel).exists() or (root / rel).read_text(encoding="utf-8") != text]
+    return generated.stale_files(generate(), ROOT if root is None else root)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vp.spec.gen_isa", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true",
-                    help="write nothing; exit 1 if a generated file is stale")
-    args = ap.parse_args(argv)
-    files = generate()
-    if args.check:
-        stale = stale_files(ROOT)
-        for rel in stale:
-            print(f"stale: {rel} (run: python -m vp.spec.gen_isa)", file=sys.stderr)
-        if not stale:
-            print(f"up to date: {', '.join(files)}")
-        return 1 if stale else 0
-    for rel, text in files.items():
-        path = ROOT / rel
-        if path.exists() and path.read_text(encoding="utf-8") == text:
-            print(f"unchanged: {rel}")
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote: {rel}")
-    return 0
+    return generated.main("vp.spec.gen_isa", __doc__, generate, ROOT, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ test can compare a fresh generation with the committed files byte for byte.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 from systemrdl import RDLCompiler
 from systemrdl.node import AddrmapNode, FieldNode, RegfileNode, RegNode, RootNode
 
+from vp.spec import generated
 from vp.spec.regdefs import REG_BYTES, Block, Field, RegMap, Register
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -379,39 +379,11 @@ def generate(rdl_path: Path = RDL_PATH) -> dict[str, str]:
 
 def stale_files(root: Path = ROOT) -> list[str]:
     """Relative paths of generated files that differ from a fresh generation (or are missing)."""
-    stale = []
-    for rel, text in generate().items():
-        path = root / rel
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            stale.append(rel)
-    return stale
+    return generated.stale_files(generate(), root)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vp.spec.gen_regmap", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true",
-                    help="write nothing; exit 1 if any generated file is stale")
-    args = ap.parse_args(argv)
-    files = generate()
-    if args.check:
-        stale = [rel for rel, text in files.items()
-                 if not (ROOT / rel).exists()
-                 or (ROOT / rel).read_text(encoding="utf-8") != text]
-        for rel in stale:
-            print(f"stale: {rel} (run: python -m vp.spec.gen_regmap)", file=sys.stderr)
-        if not stale:
-            print(f"up to date: {', '.join(files)}")
-        return 1 if stale else 0
-    for rel, text in files.items():
-        path = ROOT / rel
-        if path.exists() and path.read_text(encoding="utf-8") == text:
-            print(f"unchanged: {rel}")
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote: {rel}")
-    return 0
+    return generated.main("vp.spec.gen_regmap", __doc__, generate, ROOT, argv)
 
 
 if __name__ == "__main__":
