@@ -24,6 +24,7 @@ def test_demo_is_the_main_job():
     run = npuvp("demo")
     assert run.returncode == 0, run.stderr
     assert "bytes match" in run.stdout and "READ_ONLY" in run.stdout
+    assert "bit-exact with the op numerics" in run.stdout
 
 
 def test_info_json_embedded_and_grpc():
