@@ -41,6 +41,8 @@ _BLOCK = REGMAP.block("cp")
 _STATUS = _BLOCK.reg("Q_STATUS[0]")
 _CTRL = _BLOCK.reg("Q_CTRL[0]")
 _MIN_RING = 64
+#: Bytes the CP fetches at once: covers every packet of the table, so one read per packet.
+FETCH_BYTES = 64
 
 
 class CoreHandle(Protocol):
@@ -96,6 +98,8 @@ class CommandProcessor(Module):
         self.dma: DmaPort | None = None
         self.sem_changed = self.event("sem_changed")
         self.progress = 0          # packets + instructions completed anywhere (for the watchdog)
+        self.ring_read_bytes = 0
+        self.timestamp_bytes = 0
         self.queues = [_Queue(q, self.event(f"kick{q}")) for q in range(N_QUEUES)]
         for q in range(N_QUEUES):
             doorbells.on_write(f"DOORBELL[{q}]", lambda new, _old, q=q: self._on_doorbell(q))
@@ -212,18 +216,23 @@ class CommandProcessor(Module):
         base, size = self._ring(queue.index)
         head, tail = queue.head, self._tail(queue.index)
         available = (tail - head) % size
-        header = yield from self._read_ring(base, size, head, 4)
-        words = (int(header.view("<u4")[0]) >> 8) & 0xFF
+        raw = yield from self._read_ring(base, size, head, min(FETCH_BYTES, available))
+        words = (int(raw[:4].view("<u4")[0]) >> 8) & 0xFF
         if words == 0 or 4 * words > available:
             raise QueueFault(ErrCode.MALFORMED_PACKET,
                              f"length {words} words, {available} bytes available")
-        raw = header if words == 1 else (yield from self._read_ring(base, size, head, 4 * words))
+        if 4 * words > len(raw):                 # longer than one fetch: read the rest
+            rest = yield from self._read_ring(base, size, (head + len(raw)) % size,
+                                              4 * words - len(raw))
+            raw = np.concatenate([raw, rest])
+        raw = raw[:4 * words]
         try:
             return isa.decode(isa.PACKETS, raw)
         except isa.DecodeError as exc:
             raise QueueFault(ErrCode[exc.cause], str(exc)) from None
 
     def _read_ring(self, base: int, size: int, offset: int, nbytes: int):
+        self.ring_read_bytes += nbytes
         first = min(nbytes, size - offset)     # a packet may wrap around the ring's end
         parts = [(base + offset, first)] + ([(base, nbytes - first)] if first < nbytes else [])
         out = []
@@ -343,16 +352,25 @@ class CommandProcessor(Module):
         delay = self.socket.b_transport(trans, 0)
         if not trans.is_ok:
             raise QueueFault(ErrCode.DESC_RANGE, f"timestamp to 0x{pkt.fields['address']:x}")
+        self.timestamp_bytes += trans.length
         yield self.sim.delay(delay)
 
     def _op_irq(self, queue, pkt):
         self.irq.trigger(pkt.fields["bits"])
 
-    # -- reset -------------------------------------------------------------------------------
+    # -- counters and reset ------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        """Packets executed, ring bytes fetched, timestamp bytes written."""
+        return {"packets": sum(q.packets for q in self.queues),
+                "ring_read_bytes": self.ring_read_bytes, "timestamp_bytes": self.timestamp_bytes}
+
     def reset(self) -> None:
         for q in range(N_QUEUES):
             self.reset_queue(q)
         self.regs.reset()
         self.regs.hw_write("CORES", len(self.cores))
         self.progress = 0
+        self.ring_read_bytes = self.timestamp_bytes = 0
+        for queue in self.queues:
+            queue.packets = 0
         self._drive_error_irq()

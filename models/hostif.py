@@ -52,7 +52,8 @@ class HostInterface(Module):
         self._reg = Payload.read(0, REG_BYTES)
         self._word = self._reg.data.view("<u4")
         self.reg_accesses = 0
-        self.mem_bytes = 0
+        self.mem_read_bytes = 0
+        self.mem_write_bytes = 0
 
     def map_block(self, block_name: str, target) -> None:
         """Decode the register map's block ``block_name`` onto ``target``."""
@@ -108,8 +109,15 @@ class HostInterface(Module):
         self.mem_socket.b_transport(trans, 0)
         if not trans.is_ok:  # the range was checked: the bus refusing it is a model bug
             raise RuntimeError(f"{self.full_name}: bus refused a checked access: {trans!r}")
-        self.mem_bytes += trans.length
+        if trans.command == Command.WRITE:
+            self.mem_write_bytes += trans.length
+        else:
+            self.mem_read_bytes += trans.length
+
+    def counters(self) -> dict[str, int]:
+        """Register accesses and host memory bytes moved, by direction."""
+        return {"reg_accesses": self.reg_accesses, "mem_read_bytes": self.mem_read_bytes,
+                "mem_write_bytes": self.mem_write_bytes}
 
     def reset(self) -> None:
-        self.reg_accesses = 0
-        self.mem_bytes = 0
+        self.reg_accesses = self.mem_read_bytes = self.mem_write_bytes = 0

@@ -248,18 +248,20 @@ class Noc(Module):
         return arrival
 
     # -- address map ------------------------------------------------------------------------
-    def map(self, base: int, size: int, target, node, name: str) -> InitiatorSocket:
+    def map(self, base: int, size: int, target, node, name: str,
+            interleave_bytes: int = 256) -> InitiatorSocket:
         """Attach ``target`` (a ``TargetSocket`` or an object with the forward interface) at
         ``node`` for ``[base, base + size)`` (bytes). Refuses overlaps (``AddressMapError``).
 
         ``node`` may be a list of nodes: an interleaved target such as HBM with a controller
-        per stack. A transaction's bytes are then spread evenly over those nodes (as fine
-        address interleaving spreads them), each share on its own route; it completes when
-        the last share does."""
+        per stack. Granule ``g`` of ``interleave_bytes`` (counted from ``base``) then lives at
+        node ``g % len(nodes)``; a transaction sends each node the bytes of its granules on
+        that node's route (nodes holding none of them see no packet), and completes when the
+        last share does."""
         nodes = node if isinstance(node, list) else [node]
         nids = tuple(self.node_id(n) for n in nodes)
         sock = self._decoder.map(base, size, target, name)
-        self._targets[base] = (nids, sock)
+        self._targets[base] = (nids, sock, interleave_bytes)
         return sock
 
     def ranges(self) -> list[tuple[str, int, int, tuple[int, int]]]:
@@ -288,15 +290,15 @@ class Noc(Module):
             trans.response = _ADDRESS_ERROR
             return delay_ps
         base = hit[1]
-        dsts, sock = self._targets[base]
+        nodes, sock, granule = self._targets[base]
         self.count["transactions"] += 1
         now, command = self.sim.now, trans.command
         t0 = now + delay_ps
-        shares = self._shares(length, len(dsts))
+        shares = self._shares(address - base, length, nodes, granule)
         if command is _WRITE:
-            t = max(self._send(src, d, n, t0) for d, n in zip(dsts, shares))
+            t = max(self._send(src, d, n, t0) for d, n in shares)
         else:
-            t = max(self._send(src, d, self.flit_bytes, t0) for d in dsts)
+            t = max(self._send(src, d, self.flit_bytes, t0) for d, _ in shares)
         trans.address = address - base
         try:
             t = now + sock.b_transport(trans, t - now)
@@ -304,14 +306,27 @@ class Noc(Module):
             trans.address = address
         if command is _READ:
             ok = trans.response == _OK
-            t = max(self._send(d, src, n if ok else self.flit_bytes, t) for d, n in zip(dsts, shares))
+            t = max(self._send(d, src, n if ok else self.flit_bytes, t) for d, n in shares)
         return t - now
 
     @staticmethod
-    def _shares(nbytes: int, ways: int) -> list[int]:
-        # Bytes each node of an interleaved target carries: as even as whole bytes allow.
-        q, r = divmod(nbytes, ways)
-        return [q + (i < r) for i in range(ways)]
+    def _shares(offset: int, nbytes: int, nodes: tuple[int, ...],
+                granule: int) -> list[tuple[int, int]]:
+        """(node id, bytes) for each node holding bytes of ``[offset, offset + nbytes)``;
+        granule g lives on ``nodes[g % len(nodes)]``. A zero-length access visits the node of
+        its first granule."""
+        ways = len(nodes)
+        first = offset // granule
+        if ways == 1 or nbytes == 0:
+            return [(nodes[first % ways], nbytes)]
+        last = (offset + nbytes - 1) // granule
+        rounds, extra = divmod(last - first + 1, ways)
+        share = [0] * ways
+        for i in range(min(ways, last - first + 1)):
+            share[(first + i) % ways] = (rounds + (i < extra)) * granule
+        share[first % ways] -= offset - first * granule                  # partial first granule
+        share[last % ways] -= (last + 1) * granule - (offset + nbytes)     # partial last granule
+        return [(nodes[w], n) for w, n in enumerate(share) if n]
 
     def _dmi(self, src: int, trans: Payload) -> DmiRegion | None:
         region = self._up.get_direct_mem_ptr(trans)

@@ -64,7 +64,7 @@ class Board:
         self.bus.map(cfg.hbm.base, cfg.hbm.size, self.hbm.target_socket, "hbm")
         self.noc = Noc.from_config(top, "noc", cfg.noc, cfg.chip.clock)
         self.noc.map(cfg.hbm.base, cfg.hbm.size, self.hbm.target_socket,
-                     list(cfg.noc.hbm_nodes), "hbm")
+                     list(cfg.noc.hbm_nodes), "hbm", interleave_bytes=cfg.hbm.interleave_bytes)
         self.dma = Dma(top, "dma", cfg.dma.latency_ps, cfg.dma.bandwidth,
                        cfg.hbm.base, cfg.hbm.size, self.irq, self.errors)
         self.dma.socket.bind(self.bus.target_socket)
@@ -127,7 +127,8 @@ class Board:
     def stats(self) -> dict:
         """Counters, utilisation and energy since the last reset (see models.stats)."""
         units = {"hbm": self.hbm.counters, "noc": self.noc.counters,
-                 "dma_engines": self.dma_engines.counters,
+                 "dma_engines": self.dma_engines.counters, "cp": self.cp.counters,
+                 "hostif": self.hostif.counters,
                  **{f"core{i}": core.counters for i, core in enumerate(self.cores)}}
         return board_stats(units, self.config.cores.kinds(), self.config.energy,
                            self.sim.now - self._epoch_ps)

@@ -47,12 +47,14 @@ def _cmd_regs(args) -> int:
     return 0
 
 
+#: Benchmarks by name: module with a ``run() -> dict`` of named figures.
+BENCHES = {"kernel": "vp.bench.kernel_bench", "grpc": "vp.bench.grpc_bench",
+           "layer": "vp.bench.layer_bench", "hbm": "vp.bench.hbm_bench"}
+
+
 def _cmd_bench(args) -> int:
-    if args.what == "kernel":
-        from vp.bench.kernel_bench import run
-    else:
-        from vp.bench.grpc_bench import run
-    figures = run()
+    import importlib
+    figures = importlib.import_module(BENCHES[args.what]).run()
     if args.json:
         print(json.dumps(figures))
     else:
@@ -61,6 +63,11 @@ def _cmd_bench(args) -> int:
             shown = f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
             print(f"{name:<{width}}  {shown}")
     return 0
+
+
+def _cmd_validate(args) -> int:
+    from vp.validate import main as validate
+    return validate(json=args.json)
 
 
 def _cmd_demo(args) -> int:
@@ -90,9 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_regs)
 
     s = sub.add_parser("bench", help="run a benchmark and print its figures")
-    s.add_argument("what", choices=("kernel", "grpc"))
+    s.add_argument("what", choices=tuple(BENCHES))
     s.add_argument("--json", action="store_true", help="print one JSON object of figures")
     s.set_defaults(func=_cmd_bench)
+
+    s = sub.add_parser("validate", help="check the timing models against their formulas")
+    s.add_argument("--json", action="store_true",
+                   help="print a list of {check, expected, measured, error, passed}")
+    s.set_defaults(func=_cmd_validate)
 
     s = sub.add_parser("demo", help="end-to-end driver example on a board (default: embedded)")
     s.add_argument("--device", default="embedded://", help="device URL (default: embedded://)")

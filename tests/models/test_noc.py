@@ -372,21 +372,19 @@ def test_injection_sweep_shows_a_saturation_knee():
 
 
 def test_interleaved_target_spreads_bytes_over_its_nodes(sim):
-    """A target at several nodes (HBM with a controller per stack): each node carries an even
-    share on its own route; the transaction completes with the slowest share."""
+    """A target at several nodes (HBM with a controller per stack): granule g lives on node
+    g % 4; each node carries the bytes of its granules on its own route; the transaction
+    completes with the slowest share, exactly as if the shares were sent separately."""
     noc = Noc(sim, "noc", **PARAMS)
     corners = [(0, 0), (3, 0), (0, 2), (3, 2)]
     mem = Mem(sim)
-    noc.map(0, WIN, mem, corners, "hbm")
+    noc.map(0, WIN, mem, corners, "hbm", interleave_bytes=256)
     init = InitiatorSocket("core")
     init.bind(noc.port((1, 1), "core"))
-    nbytes = 4 * 256 + 2                        # shares 257, 257, 256, 256
+    nbytes = 4 * 256 + 2                        # from 0x40: granules 0..4, granule 4 on node 0
+    shares = [256 - 0x40 + 0x42, 256, 256, 256]
     data = np.arange(nbytes, dtype=np.uint8)
-    trans = Payload.write(0x40, data)
-    delay = init.b_transport(trans, 0)
-    shares = [257, 257, 256, 256]
-    # Same timing as the shares sent as separate packets, in order, on a fresh NoC (they
-    # serialise at the core's injection port and two of the routes share a link).
+    delay = init.b_transport(Payload.write(0x40, data), 0)
     ref = Noc(sim, "ref", **PARAMS)
     ref_init = InitiatorSocket("ref_core")
     ref_init.bind(ref.port((1, 1), "core"))
@@ -403,3 +401,14 @@ def test_interleaved_target_spreads_bytes_over_its_nodes(sim):
     assert np.array_equal(rd.data, data)
     assert noc.counters()["packets"] == 4 + 4 + 4
     assert noc.node_of(0x40) == corners[0]
+
+
+def test_small_access_to_an_interleaved_target_visits_one_node(sim):
+    noc = Noc(sim, "noc", **PARAMS)
+    corners = [(0, 0), (3, 0), (0, 2), (3, 2)]
+    noc.map(0, WIN, Mem(sim), corners, "hbm", interleave_bytes=256)
+    init = InitiatorSocket("core")
+    init.bind(noc.port((1, 1), "core"))
+    delay = init.b_transport(Payload.read(2 * 256 + 8, 4), 0)      # granule 2: node (0, 2)
+    assert noc.counters()["packets"] == 2
+    assert delay == 2 * noc.zero_load_ps((1, 1), (0, 2), 4)

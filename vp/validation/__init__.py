@@ -1,0 +1,1 @@
+"""Validation checks behind ``npuvp validate`` (see :mod:`vp.validate`)."""
