@@ -17,6 +17,7 @@ from drivers.errors import DeviceError, DeviceTimeout, IncompatibleDeviceError
 from drivers.url import DEFAULT_URL, open_transport
 from vp.spec.errors import GuestError
 from vp.spec.host import DeviceInfo, RegOp
+from vp.spec.perf_layout import index_of
 from vp.spec.regdefs import Register
 from vp.spec.regmap import DEVICE_ID, REGMAP, VERSION_MAJOR, VERSION_MINOR, ErrCode
 from vp.spec.transport import Transport
@@ -226,6 +227,18 @@ class Device:
         stats = self._call(self._transport.stats)
         self.now_ps = stats["now_ps"]
         return stats
+
+    def read_perf_counter(self, unit: str, counter: str) -> int:
+        """One counter read through the ``perf`` register window (e.g. ``("core3",
+        "macs_bf16")`` or ``("board", "energy_total_pj")``), as firmware without the stats
+        call would read it. Indices come from the shared layout of ``vp.spec.perf_layout``."""
+        u, c = index_of(self.stats(), unit, counter)
+        sel = self.register("perf.PERF_SEL")
+        b = self.batch()
+        b.write("perf.PERF_SEL", sel.field("COUNTER").insert(sel.field("UNIT").insert(0, u), c))
+        lo, hi = b.read("perf.PERF_LO"), b.read("perf.PERF_HI")
+        values = b.execute()
+        return values[lo] | values[hi] << 32
 
     def reset(self) -> None:
         """Power-on reset of the board (registers, DMA, interrupts, HBM contents)."""

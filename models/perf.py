@@ -1,7 +1,8 @@
 """Performance-counter window: the ``perf`` register block.
 
 Programming model: write ``PERF_SEL`` with a unit index and a counter index (the order of
-``models.stats.flatten``: unit 0 is the board summary, then units by name; counters by name),
+``vp.spec.perf_layout.flatten``: unit 0 is the board summary, then units by name; counters by
+name),
 then read ``PERF_LO`` — which samples the counter now and latches its upper half into
 ``PERF_HI`` — and ``PERF_HI``. A selection that names nothing reads 0.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from models.regblock import RegisterBlock
-from models.stats import flatten
+from vp.spec.perf_layout import flatten
 from vp.kernel import Module
 from vp.spec.regmap import REGMAP
 

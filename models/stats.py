@@ -65,18 +65,3 @@ def board_stats(units: dict[str, Callable[[], Counters]], core_kinds: list[str],
     total = sum(dynamic.values()) + static
     return {"elapsed_ps": elapsed_ps, "units": counters, "kinds": kinds,
             "energy_pj": {**dynamic, "static": static, "total": total}}
-
-
-def flatten(stats: dict) -> list[tuple[str, list[tuple[str, int]]]]:
-    """The stats as (unit, [(counter, int value)]) in a stable order: unit 0 is ``board``
-    (energy in pJ and per-kind figures), then every unit by name. Used by the ``perf``
-    register window and documented by the stats call."""
-    board = [(f"energy_{k}_pj", int(v)) for k, v in sorted(stats["energy_pj"].items())]
-    board.append(("elapsed_ps", stats["elapsed_ps"]))
-    for kind, summary in sorted(stats["kinds"].items()):
-        board += [(f"{kind}_{k}", int(v)) for k, v in sorted(summary.items())
-                  if k != "utilisation"]
-    units = [("board", board)]
-    units += [(name, sorted((k, int(v)) for k, v in c.items()))
-              for name, c in sorted(stats["units"].items())]
-    return units

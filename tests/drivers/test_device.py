@@ -201,3 +201,12 @@ def test_stats_count_what_the_board_did(device):
     assert e["hbm"] == pytest.approx(
         (after["units"]["hbm"]["bytes_read"] + after["units"]["hbm"]["bytes_written"])
         * CFG.energy.hbm_pj_per_byte)
+
+
+def test_perf_registers_read_the_same_counters_as_the_stats_call(device):
+    device.write_mem(CFG.hbm.base, np.ones(3 * MiB + 5, np.uint8))
+    via_regs = device.read_perf_counter("hbm", "bytes_written")
+    assert via_regs == device.stats()["units"]["hbm"]["bytes_written"] >= 3 * MiB + 5
+    assert device.read_perf_counter("board", "ca_cores") == CFG.cores.ca.count
+    with pytest.raises(KeyError, match="no counter 'bytes_writ'"):
+        device.read_perf_counter("hbm", "bytes_writ")

@@ -135,3 +135,8 @@ def test_board_reset_recovers_a_stuck_queue(queue, device):
     q = CommandQueue(device, 0, RING, 4096)
     q.submit(isa.encode_packet("NOP"))
     q.sync(MS)
+
+
+def test_misaligned_ring_is_refused(device):
+    with pytest.raises(QueueError, match="MISALIGNED"):
+        CommandQueue(device, 3, RING + 2, 4096)
