@@ -38,11 +38,11 @@ class HostInterface(Module):
     """BAR0 register decode and host memory access. Times in ps, sizes in bytes."""
 
     def __init__(self, parent, name: str, latency_ps: int, bandwidth: int,
-                 mem_base: int, mem_size: int, errors: ErrorUnit):
+                 mem_windows: list[tuple[int, int]], errors: ErrorUnit):
         super().__init__(parent, name)
         self.latency_ps = latency_ps
         self.bandwidth = bandwidth
-        self.mem_base, self.mem_size = mem_base, mem_size
+        self.mem_windows = list(mem_windows)   # (base, size) reachable by memory requests
         self.errors = errors
         self.bar = Router(self, "bar")
         self.bar_socket = InitiatorSocket(f"{self.full_name}.bar_master")
@@ -90,9 +90,10 @@ class HostInterface(Module):
 
     # -- memory ----------------------------------------------------------------------------
     def check_mem(self, address: int, nbytes: int, write: bool) -> ErrorRecord | None:
-        """None when ``[address, address+nbytes)`` lies in HBM; else the MEM_RANGE error
-        reported for it."""
-        if self.mem_base <= address and address + nbytes <= self.mem_base + self.mem_size:
+        """None when ``[address, address+nbytes)`` lies in one memory window (HBM, the host
+        window); else the MEM_RANGE error reported for it."""
+        if any(base <= address and address + nbytes <= base + size
+               for base, size in self.mem_windows):
             return None
         return self.errors.report(ErrCode.MEM_RANGE, ErrSource.HOST, address,
                                   host_syndrome(write, 0))

@@ -5,7 +5,8 @@
     host link ─► hostif ─BAR0─► id/rst (sysctl) · irq · err · db · dma · cp · perf registers
                    └─memory─► bus ─► hbm ◄─ bus ◄─ register DMA
     cp ─► LAUNCH ─► core0 … coreN-1 (CA / CF / unified)
-    cp, dma_engines, cores ─► noc (2-D mesh) ─► hbm (at its stack nodes), core SRAM apertures
+    cp, dma_engines, cores ─► noc (2-D mesh) ─► hbm (at its stack nodes), core SRAM apertures,
+                                                host-memory window (at the CP's node)
     irq ◄─ dma, err, cp, cores
 
 One board owns one :class:`~vp.kernel.Simulator`, so one board lives in one process.
@@ -28,10 +29,10 @@ from models.perf import PerfCounters
 from models.stats import board_stats
 from models.regblock import RegisterBlock
 from models.sysctl import SystemControl
-from vp.kernel import Module, Router, Simulator
+from vp.kernel import MemoryTarget, Module, Router, Simulator
 from vp.kernel.time import cycles_to_ps
 from vp.spec.board_config import BoardConfig, load_board
-from vp.spec.memory_map import sram_base, sram_owner
+from vp.spec.memory_map import HOST_BASE, sram_base, sram_owner
 from vp.spec.regmap import REGMAP
 
 
@@ -60,11 +61,17 @@ class Board:
         self.hbm = Hbm.from_config(top, "hbm", cfg.hbm)
         # The host link and the register DMA reach HBM over the bus; cores, the command
         # processor and its DMA engines reach HBM and each other's SRAM over the mesh.
+        # Pinned host buffers, seen across the host link (latency + bytes / link bandwidth).
+        self.host_mem = MemoryTarget("board.host_mem", cfg.host_link.window,
+                                     cfg.host_link.latency_ps, cfg.host_link.bandwidth)
         self.bus = Router(top, "bus")
         self.bus.map(cfg.hbm.base, cfg.hbm.size, self.hbm.target_socket, "hbm")
+        self.bus.map(HOST_BASE, cfg.host_link.window, self.host_mem.target_socket, "host")
         self.noc = Noc.from_config(top, "noc", cfg.noc, cfg.chip.clock)
         self.noc.map(cfg.hbm.base, cfg.hbm.size, self.hbm.target_socket,
                      list(cfg.noc.hbm_nodes), "hbm", interleave_bytes=cfg.hbm.interleave_bytes)
+        self.noc.map(HOST_BASE, cfg.host_link.window, self.host_mem.target_socket,
+                     cfg.noc.cp_node, "host")
         self.dma = Dma(top, "dma", cfg.dma.latency_ps, cfg.dma.bandwidth,
                        cfg.hbm.base, cfg.hbm.size, self.irq, self.errors)
         self.dma.socket.bind(self.bus.target_socket)
@@ -84,8 +91,9 @@ class Board:
         self.cp.attach(self.cores, self.dma_engines)
         self.perf = PerfCounters(top, "perf", self.stats)
         self.hostif = HostInterface(top, "hostif", cfg.host_link.latency_ps,
-                                    cfg.host_link.bandwidth, cfg.hbm.base, cfg.hbm.size,
-                                    self.errors)
+                                    cfg.host_link.bandwidth,
+                                    [(cfg.hbm.base, cfg.hbm.size),
+                                     (HOST_BASE, cfg.host_link.window)], self.errors)
         self.hostif.mem_socket.bind(self.bus.target_socket)
         for name, target in (("id", self.sysctl.id_regs), ("irq", self.irq.regs),
                              ("err", self.errors.regs), ("rst", self.sysctl.rst_regs),
@@ -115,10 +123,12 @@ class Board:
         return cores
 
     def valid_range(self, address: int, nbytes: int) -> bool:
-        """True when ``[address, address+nbytes)`` lies inside HBM or inside one core's SRAM
-        (what the DMA engines may reach)."""
-        hbm = self.config.hbm
+        """True when ``[address, address+nbytes)`` lies inside HBM, the host-memory window or
+        one core's SRAM (what the DMA engines may reach)."""
+        hbm, window = self.config.hbm, self.config.host_link.window
         if hbm.base <= address and address + nbytes <= hbm.base + hbm.size:
+            return True
+        if HOST_BASE <= address and address + nbytes <= HOST_BASE + window:
             return True
         owner = sram_owner(address)
         return owner is not None and owner[0] < len(self.cores) and \

@@ -138,11 +138,10 @@ class HostPort:
                                f"of {MAX_MEM_REQUEST_BYTES} bytes; split it")
         record = self.hostif.check_mem(address, nbytes, write)
         if record is not None:
-            cfg = self.board.config.hbm
+            windows = ", ".join(f"[0x{b:x}, 0x{b + s:x})" for b, s in self.hostif.mem_windows)
             raise GuestError(record.code, address, record.syndrome,
                              f"{record.code.name}: memory {what} of {nbytes} bytes at "
-                             f"0x{address:x} is outside HBM "
-                             f"[0x{cfg.base:x}, 0x{cfg.base + cfg.size:x})")
+                             f"0x{address:x} is outside HBM and the host window ({windows})")
 
     # -- interrupts and reset ----------------------------------------------------------------
     def wait_irq(self, mask: int, timeout_ps: int) -> tuple[int, int]:

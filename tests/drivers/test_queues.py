@@ -140,3 +140,28 @@ def test_board_reset_recovers_a_stuck_queue(queue, device):
 def test_misaligned_ring_is_refused(device):
     with pytest.raises(QueueError, match="MISALIGNED"):
         CommandQueue(device, 3, RING + 2, 4096)
+
+
+def test_dma_between_host_memory_and_hbm(queue, device):
+    """Pinned host buffers at HOST_BASE: the host fills them over the link, a DMA descriptor
+    copies them into HBM at no more than the link's rate, and back out."""
+    from vp.spec.memory_map import HOST_BASE
+    data = np.random.default_rng(9).integers(0, 256, 1 << 20, dtype=np.uint8)
+    device.write_mem(HOST_BASE + 0x1000, data)
+    t0 = device.now_ps
+    queue.submit(isa.encode_packet("DMA", src=HOST_BASE + 0x1000, dst=CFG.hbm.base + 0x80_0000,
+                                   row_bytes=len(data), rows=1, src_stride=len(data),
+                                   dst_stride=len(data)),
+                 isa.encode_packet("DMA", src=CFG.hbm.base + 0x80_0000, dst=HOST_BASE + 0x20_0000,
+                                   row_bytes=len(data), rows=1, src_stride=len(data),
+                                   dst_stride=len(data)))
+    queue.sync(10 * MS)
+    assert np.array_equal(device.read_mem(CFG.hbm.base + 0x80_0000, len(data)), data)
+    assert np.array_equal(device.read_mem(HOST_BASE + 0x20_0000, len(data)), data)
+    link_ps = -(-len(data) * 10**12 // CFG.host_link.bandwidth)
+    assert device.now_ps - t0 > 2 * link_ps         # each copy crosses the link once
+    with pytest.raises(QueueError, match="DESC_RANGE"):
+        queue.submit(isa.encode_packet("DMA", src=HOST_BASE + CFG.host_link.window - 8,
+                                       dst=CFG.hbm.base, row_bytes=64, rows=1, src_stride=64,
+                                       dst_stride=64))
+        queue.sync(MS)

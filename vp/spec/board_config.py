@@ -220,6 +220,8 @@ class HostLinkConfig(_Section):
                           "cost of each host register access or memory request (ps)", min=0)
     bandwidth: int = key("bandwidth", BANDWIDTH, "16 GB/s",
                          "rate of bulk host memory transfers (bytes/s)", min=1)
+    window: int = key("window", SIZE, "1 GiB", "pinned host memory the DMA engines reach at "
+                      "memory_map.HOST_BASE (bytes)", min=PAGE_BYTES, align=PAGE_BYTES)
 
 
 @dataclass(frozen=True, kw_only=True)

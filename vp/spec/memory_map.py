@@ -4,6 +4,9 @@ the command streams the SDK emits, and the driver.
 * HBM occupies ``[hbm.base, hbm.base + hbm.size)`` (from the board file).
 * Core ``i``'s SRAM is the aperture ``[sram_base(i), sram_base(i) + sram bytes)``, so DMA
   descriptors move HBM↔SRAM and SRAM↔SRAM with plain system addresses.
+* The host-memory window ``[HOST_BASE, HOST_BASE + host_link.window)``: pinned host buffers
+  the DMA engines reach across the host link (host↔HBM copies), which the host fills and drains
+  with ordinary memory requests.
 
 Core ids are global: the board file's ``cores.ca`` first, then ``cores.cf``, then
 ``cores.unified``, each in order.
@@ -15,6 +18,8 @@ from __future__ import annotations
 SRAM_BASE = 1 << 44
 #: Distance between consecutive cores' SRAM apertures (4 GiB: the largest SRAM a core may have).
 SRAM_STRIDE = 1 << 32
+#: Host-memory window (128 TiB): the device's view of pinned host buffers across the link.
+HOST_BASE = 1 << 47
 #: Most cores a board may have (the core masks of packets and instructions are 64-bit).
 MAX_CORES = 64
 
