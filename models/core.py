@@ -50,7 +50,9 @@ from vp.spec import isa, numerics
 from vp.spec.regmap import ErrCode, ErrSource
 
 FETCH_BYTES = 4096           # program fetch block
-CHUNK_BYTES = 4 << 20        # largest transaction of a contiguous LOAD/STORE
+# Largest transaction of a contiguous LOAD/STORE. The NoC and HBM time a transaction of any size
+# analytically, so larger chunks only save Python work; a functional chunk is a zero-copy view.
+CHUNK_BYTES = 64 << 20
 ROW_BATCH = 256              # transactions of one instruction in flight at once
 COUNTERS = ("instructions", "busy_ps", "matrix_busy_ps", "vector_busy_ps", "load_store_ps",
             "stall_ps", "fetch_ps", "macs_fp32", "macs_bf16", "macs_int8", "vector_element_ops",

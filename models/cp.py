@@ -19,7 +19,8 @@ clears the queue. Semaphores ``cp.SEM[0..15]`` are shared by queues, cores and t
 Timing: each packet costs a fetch through the CP's memory port (the interconnect and HBM
 annotate it) plus ``packet_ps`` of decode and dispatch; waits last as long as what they wait
 for. Watchdog: a queue blocked for ``watchdog_ps`` while nothing else on the board made
-progress (no packet or instruction completed) is deadlocked.
+progress (no packet or instruction completed) is deadlocked; detection comes between one and
+two watchdog periods after the last progress (the waiters share one periodic tick).
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class CommandProcessor(Module):
         self.cores: list[CoreHandle] = []
         self.dma: DmaPort | None = None
         self.sem_changed = self.event("sem_changed")
+        self.watchdog_tick = self.event("watchdog_tick")
+        self._watching = 0            # processes in wait_until (they share watchdog_tick)
         self.progress = 0          # packets + instructions completed anywhere (for the watchdog)
         self.ring_read_bytes = 0
         self.timestamp_bytes = 0
@@ -270,7 +273,17 @@ class CommandProcessor(Module):
         while not ready():
             if abandoned():
                 return False
-            yield (*events, self.sim.delay(self.watchdog_ps))
+            # One shared watchdog tick for every waiter (an event holds one pending timed
+            # notification), not a delay per wait: the scheduler's queue stays short.
+            if self.watchdog_tick.pending_at is None:
+                self.watchdog_tick.notify(self.watchdog_ps)
+            self._watching += 1
+            try:
+                yield (*events, self.watchdog_tick)
+            finally:
+                self._watching -= 1
+                if not self._watching:       # nobody waits: an idle board has no tick pending
+                    self.watchdog_tick.cancel()
             if self.progress != mark:
                 since, mark = self.now, self.progress
             elif not ready() and self.now - since >= self.watchdog_ps:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from models.core import CHUNK_BYTES, FETCH_BYTES, ROW_BATCH, Core
+from models.core import FETCH_BYTES, ROW_BATCH, Core
 from models.core_sync import Cluster
 from models.core_timing import ISSUE_CYCLES, CoreParams, gemm_cycles, op_cycles, vector_cycles
 from models.cp import CommandProcessor
@@ -614,10 +614,13 @@ def test_reset_stops_a_waiting_core_and_it_runs_again(rig):
     assert rig.errors.last is None               # the abandoned RECV never reports DEADLOCK
 
 
-def test_large_contiguous_load_is_chunked(sim):
+def test_large_contiguous_load_is_chunked(sim, monkeypatch):
     from dataclasses import replace
+    import models.core
+    chunk = 4 << 20                       # the logic, at a size this rig's memory holds
+    monkeypatch.setattr(models.core, "CHUNK_BYTES", chunk)
     rig = Rig(sim, params=replace(PARAMS, sram_bytes=8 << 20))
-    total = CHUNK_BYTES + (1 << 20)
+    total = chunk + (1 << 20)
     data = rng(5).integers(0, 256, total, dtype=np.uint8)
     rig.write(DATA, data)
     p = isa.Program()
@@ -629,7 +632,7 @@ def test_large_contiguous_load_is_chunked(sim):
     core = rig.cores[0]
     assert core.error == 0 and np.array_equal(core.sram.view(0, total, np.uint8), data)
     # two transactions issued together; this rig's memory serves them in parallel
-    cost = max(mem_ps(CHUNK_BYTES), mem_ps(1 << 20), sram_ps(total))
+    cost = max(mem_ps(chunk), mem_ps(1 << 20), sram_ps(total))
     assert sim.now - t0 == mem_ps(FETCH_BYTES) + 2 * ISSUE + cost
     assert core.counters["load_store_ps"] == cost
 
