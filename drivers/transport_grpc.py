@@ -8,7 +8,10 @@ messages and back, and maps gRPC statuses to the errors every transport raises:
 * anything else (server gone, deadline, internal model error) -> ``TransportError``.
 
 Bulk memory moves as a stream of ``MEM_CHUNK_BYTES`` chunks; a read lands in one preallocated
-numpy array.
+numpy array. When the board is on this machine (a loopback address), requests of at least
+``SHM_MIN_BYTES`` move through a POSIX shared-memory segment the transport creates and the
+server maps (DESIGN.md §5): one copy on each side and a small RPC, with the same simulated time
+as streaming. If the server cannot map it the transport streams.
 
 Host side: imports only ``vp.spec``, ``vp.proto`` and the driver's own modules.
 """
@@ -16,6 +19,7 @@ Host side: imports only ``vp.spec``, ``vp.proto`` and the driver's own modules.
 from __future__ import annotations
 
 import threading
+from multiprocessing import shared_memory
 from typing import Any, Callable, Iterator, Sequence
 
 import grpc
@@ -31,7 +35,18 @@ from vp.spec.errors import GuestError, RequestError
 from vp.spec.host import (MEM_CHUNK_BYTES, DeviceInfo, RegBatchReply, RegOp, RegResult,
                           check_out_buffer)
 
-__all__ = ["GrpcTransport"]
+__all__ = ["GrpcTransport", "SHM_MIN_BYTES"]
+
+#: Smallest memory request worth the shared-memory window (bytes).
+SHM_MIN_BYTES = 1 << 20
+#: Size of the first window; it grows to the largest request seen (bytes).
+SHM_FIRST_BYTES = 64 << 20
+
+
+def is_loopback(target: str) -> bool:
+    """True when ``target`` ("host:port") names this machine by a loopback address."""
+    host = target.rpartition(":")[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class GrpcTransport(Transport):
@@ -49,10 +64,13 @@ class GrpcTransport(Transport):
     """
 
     def __init__(self, target: str, timeout_s: float = 30, *,
-                 call_timeout_s: float | None = None):
+                 call_timeout_s: float | None = None, shm: bool | None = None):
         self.target = target
         self._timeout = call_timeout_s
         self._closed = False
+        #: Use the shared-memory window (None: when the target is a loopback address).
+        self.shm_enabled = is_loopback(target) if shm is None else shm
+        self._shm: shared_memory.SharedMemory | None = None
         self._channel = grpc.insecure_channel(target, options=list(CHANNEL_OPTIONS))
         problem = _connect(self._channel, timeout_s)
         if problem:
@@ -118,6 +136,11 @@ class GrpcTransport(Transport):
         _check_uint("memory write", "address", address, 64)
         view = _byte_view(data)
         nbytes = len(view)
+        seg = self._window(nbytes)
+        if seg is not None:
+            np.frombuffer(seg.buf, np.uint8, nbytes)[:] = view
+            return self._call("WriteShm", self._stub.WriteShm,
+                              pb.ShmTransfer(name=seg.name, address=address, nbytes=nbytes)).now_ps
 
         def requests() -> Iterator[bytes]:
             # Chunks are encoded lazily (one copy each), so at most a few are in flight.
@@ -133,6 +156,13 @@ class GrpcTransport(Transport):
         _check_uint("memory read", "length", nbytes, 64)
         self._check_open()
         out = check_out_buffer(out, nbytes)
+        seg = self._window(nbytes)
+        if seg is not None:
+            now_ps = self._call("ReadShm", self._stub.ReadShm,
+                                pb.ShmTransfer(name=seg.name, address=address,
+                                               nbytes=nbytes)).now_ps
+            out[:] = np.frombuffer(seg.buf, np.uint8, nbytes)
+            return out, now_ps
         offset, now_ps = 0, 0
         try:
             for data, now_ps in self._read_mem(pb.ReadMemRequest(address=address,
@@ -163,7 +193,45 @@ class GrpcTransport(Transport):
     def reset(self) -> int:
         return self._call("Reset", self._stub.Reset, pb.ResetRequest()).now_ps
 
+    # -- shared-memory window -----------------------------------------------------------------
+    def _window(self, nbytes: int) -> shared_memory.SharedMemory | None:
+        """The segment for a request of ``nbytes`` (created or grown and attached on demand),
+        or None to stream: a small request, a remote board, or a server that cannot map it."""
+        if not self.shm_enabled or nbytes < SHM_MIN_BYTES:
+            return None
+        if self._shm is not None and self._shm.size >= nbytes:
+            return self._shm
+        self._release_window()
+        try:
+            seg = shared_memory.SharedMemory(create=True, size=max(nbytes, SHM_FIRST_BYTES))
+        except OSError:
+            self.shm_enabled = False
+            return None
+        try:
+            self._call("AttachShm", self._stub.AttachShm,
+                       pb.ShmSegment(name=seg.name, bytes=seg.size))
+        except RequestError:          # the server is elsewhere or refuses: stream instead
+            seg.close()
+            seg.unlink()
+            self.shm_enabled = False
+            return None
+        self._shm = seg
+        return seg
+
+    def _release_window(self) -> None:
+        seg, self._shm = self._shm, None
+        if seg is None:
+            return
+        try:
+            self._stub.DetachShm(pb.ShmSegment(name=seg.name), timeout=5)
+        except grpc.RpcError:         # the server is gone: nothing to detach
+            pass
+        seg.close()
+        seg.unlink()
+
     def close(self) -> None:
+        if not self._closed:
+            self._release_window()
         self._closed = True
         self._channel.close()
 

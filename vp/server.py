@@ -44,6 +44,7 @@ from vp.proto import npuvp_pb2_grpc as pb_grpc
 from vp.proto.wire import (CHANNEL_OPTIONS, ERR_ADDRESS_KEY, ERR_CODE_KEY, ERR_SYNDROME_KEY,
                            SERVICE_NAME, WriteMemMessage, decode_write_mem,
                            encode_read_mem_chunk, stats_to_proto)
+from vp.shm_window import ShmWindows
 from vp.spec.errors import GuestError, RequestError
 from vp.spec.host import MEM_CHUNK_BYTES, DeviceInfo, RegOp
 
@@ -106,6 +107,7 @@ class BoardServicer(pb_grpc.BoardServicer):
     def __init__(self, port: "HostPort", sim: SimThread):
         self._port = port
         self._sim = sim
+        self.shm = ShmWindows()
 
     # -- one helper runs a board call and maps its errors -----------------------------------
 
@@ -217,6 +219,26 @@ class BoardServicer(pb_grpc.BoardServicer):
     def GetStats(self, request: pb.GetStatsRequest, context) -> pb.Stats:
         stats = self._run(context, "GetStats", self._port.stats)
         return stats_to_proto(stats, stats["now_ps"])
+
+    def AttachShm(self, request: pb.ShmSegment, context) -> pb.AttachShmReply:
+        self._run(context, "AttachShm", self.shm.attach, request.name, request.bytes)
+        return pb.AttachShmReply()
+
+    def DetachShm(self, request: pb.ShmSegment, context) -> pb.AttachShmReply:
+        self.shm.detach(request.name)
+        return pb.AttachShmReply()
+
+    def WriteShm(self, request: pb.ShmTransfer, context) -> pb.WriteMemReply:
+        def write() -> int:
+            data = self.shm.view(request.name, request.nbytes)
+            return self._port.write_mem(request.address, request.nbytes, (data,))
+        return pb.WriteMemReply(now_ps=self._run(context, "WriteShm", write))
+
+    def ReadShm(self, request: pb.ShmTransfer, context) -> pb.ReadShmReply:
+        def read() -> int:
+            out = self.shm.view(request.name, request.nbytes)
+            return self._port.read_mem(request.address, request.nbytes, out)[1]
+        return pb.ReadShmReply(now_ps=self._run(context, "ReadShm", read))
 
     def Reset(self, request: pb.ResetRequest, context) -> pb.ResetReply:
         return pb.ResetReply(now_ps=self._run(context, "Reset", self._port.reset))

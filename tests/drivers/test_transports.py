@@ -115,3 +115,32 @@ def test_incompatible_board_is_refused(device_id, version, match):
     with pytest.raises(drivers.IncompatibleDeviceError, match=match):
         drivers.Device(board, "test://foreign")
     assert board.closed
+
+
+def test_shared_memory_window_and_stream_agree():
+    """On loopback, bulk memory goes through a shared-memory window; ?shm=0 streams. Same
+    bytes, same simulated time per request."""
+    data = np.random.default_rng(11).integers(0, 256, 3 << 20, dtype=np.uint8)
+    with running_server() as address:
+        with drivers.open_device(f"grpc://{address}") as fast, \
+                drivers.open_device(f"grpc://{address}?shm=0") as streamed:
+            took = {}
+            for name, dev in (("shm", fast), ("stream", streamed)):
+                dev.read_reg("id.ID")                  # learn the shared board's time
+                t0 = dev.now_ps
+                dev.write_mem(0x10_0000, data)
+                t1 = dev.now_ps
+                back = dev.read_mem(0x10_0000, len(data))
+                took[name] = (t1 - t0, dev.now_ps - t1)
+                assert np.array_equal(back, data)
+            assert fast._transport._shm is not None and streamed._transport._shm is None
+            assert took["shm"] == took["stream"]
+            with pytest.raises(drivers.DeviceError, match="MEM_RANGE"):
+                fast.write_mem(1 << 62, data)           # guest errors as on any path
+            assert fast.read_reg("id.ID")
+
+
+@pytest.mark.parametrize("url", ["grpc://127.0.0.1:5?shm=2", "grpc://127.0.0.1:5?fast=1"])
+def test_bad_url_options(url):
+    with pytest.raises(drivers.UnknownDeviceUrl, match="shm=0|1"):
+        drivers.open_device(url)

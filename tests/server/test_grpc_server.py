@@ -102,7 +102,8 @@ def test_reflection_lists_the_board_service(channel):
     fd = db.FindFileContainingSymbol("npuvp.v1.Board")
     assert fd.package == "npuvp.v1"
     methods = {m.name for m in fd.service[0].method}
-    assert methods == {"GetInfo", "RegBatch", "WriteMem", "ReadMem", "WaitIrq", "Reset", "GetStats"}
+    assert methods == {"GetInfo", "RegBatch", "WriteMem", "ReadMem", "WaitIrq", "Reset", "GetStats",
+                       "AttachShm", "DetachShm", "WriteShm", "ReadShm"}
 
 
 @pytest.mark.parametrize("service", ["", "npuvp.v1.Board"])
@@ -356,3 +357,30 @@ def test_model_bug_is_internal_and_the_server_keeps_serving(caplog):
             server.stop(None).wait()
         sim.call(port.close)
         sim.stop()
+
+
+# --- shared-memory window ---------------------------------------------------------------------
+
+def test_shared_memory_requests_that_cannot_be_served(stub, marked):
+    from multiprocessing import shared_memory
+    error = refused(stub.AttachShm, pb.ShmSegment(name="npuvp-no-such-segment", bytes=4096))
+    assert "cannot attach shared memory" in error.details()
+    error = refused(stub.WriteShm, pb.ShmTransfer(name="npuvp-never-attached", address=0,
+                                                  nbytes=64))
+    assert "not attached" in error.details()
+    seg = shared_memory.SharedMemory(create=True, size=1 << 16)
+    try:
+        error = refused(stub.AttachShm, pb.ShmSegment(name=seg.name, bytes=1 << 20))
+        assert "holds" in error.details()
+        stub.AttachShm(pb.ShmSegment(name=seg.name, bytes=seg.size), timeout=30)
+        error = refused(stub.ReadShm, pb.ShmTransfer(name=seg.name, address=0, nbytes=1 << 20))
+        assert "exceeds shared memory" in error.details()
+        seg.buf[:4] = b"\x01\x02\x03\x04"
+        stub.WriteShm(pb.ShmTransfer(name=seg.name, address=0x40, nbytes=4), timeout=30)
+        seg.buf[:4] = b"\x00\x00\x00\x00"
+        stub.ReadShm(pb.ShmTransfer(name=seg.name, address=0x40, nbytes=4), timeout=30)
+        assert bytes(seg.buf[:4]) == b"\x01\x02\x03\x04"
+        stub.DetachShm(pb.ShmSegment(name=seg.name), timeout=30)
+    finally:
+        seg.close()
+        seg.unlink()

@@ -47,5 +47,6 @@ def test_stubs_import_as_a_package():
     service = npuvp_pb2.DESCRIPTOR.services_by_name["Board"]
     assert service.full_name == "npuvp.v1.Board"
     assert {m.name for m in service.methods} == {"GetInfo", "RegBatch", "WriteMem", "ReadMem",
-                                                 "WaitIrq", "Reset", "GetStats"}
+                                                 "WaitIrq", "Reset", "GetStats", "AttachShm",
+                                                 "DetachShm", "WriteShm", "ReadShm"}
     assert hasattr(npuvp_pb2_grpc, "BoardStub")

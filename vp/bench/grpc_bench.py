@@ -11,6 +11,9 @@ measures (medians of several repetitions):
   land in a reused host buffer (``read_mem(..., out=)``), as a driver reads into a pinned
   buffer. Target >= 1 GB/s.
 * ``read_fresh_gb_per_s`` -- the same read returning a newly allocated array.
+* ``shm_write_gb_per_s`` / ``shm_read_gb_per_s`` -- the same transfers through the shared-memory
+  window the transport uses by default when the board is on this machine (DESIGN.md §5): gRPC
+  carries only a small control message per request.
 * ``memcpy_gb_per_s`` -- a numpy copy of the same buffer into an already-touched buffer in
   this process, in the same run: the machine's ceiling, to read the link figures against.
 * ``memcpy_fresh_gb_per_s`` -- the same copy into newly allocated memory (``np.array``): what
@@ -74,36 +77,42 @@ def run(board_path: str | os.PathLike | None = None, *, repeats: int = REPEATS,
     received = np.empty_like(data)                # a reused host buffer, as drivers pin one
     received[:] = 0
     with server_subprocess(board_path) as (address, _proc):
-        with GrpcTransport(address) as t:
+        with GrpcTransport(address, shm=False) as t, GrpcTransport(address, shm=True) as w:
             info = t.info()
             base = info.hbm_base
             if buffer_bytes > info.hbm_size:
                 raise ValueError(f"buffer of {buffer_bytes} bytes exceeds the board's HBM")
-            # warm up: connection, code paths, the server's HBM pages
+            # warm up: connection, code paths, the server's HBM pages, the shared window
             _reg_ops_per_s(t, 0.1)
-            t.write_mem(base, data)
-            first_read, _ = t.read_mem(base, buffer_bytes)
-            if not np.array_equal(first_read, data):
-                raise AssertionError("gRPC bench: data read back differs from data written")
-            del first_read
+            for link in (t, w):
+                link.write_mem(base, data)
+                if not np.array_equal(link.read_mem(base, buffer_bytes, received)[0], data):
+                    raise AssertionError("gRPC bench: data read back differs from data written")
 
-            reg, write, read, read_fresh, memcpy, fresh = [], [], [], [], [], []
+            f = {k: [] for k in ("reg", "write", "read", "read_fresh", "shm_write", "shm_read",
+                                 "memcpy", "fresh")}
+            rate = lambda fn, *a: buffer_bytes / _timed(fn, *a) / 1e9     # noqa: E731
             for _ in range(repeats):           # interleaved, so drifts hit every figure alike
-                reg.append(_reg_ops_per_s(t, reg_seconds))
-                write.append(buffer_bytes / _timed(t.write_mem, base, data) / 1e9)
-                read.append(buffer_bytes / _timed(t.read_mem, base, buffer_bytes, received) / 1e9)
-                read_fresh.append(buffer_bytes / _timed(t.read_mem, base, buffer_bytes) / 1e9)
-                memcpy.append(buffer_bytes / _timed(np.copyto, copy, data) / 1e9)
-                fresh.append(buffer_bytes / _timed(np.array, data) / 1e9)
+                f["reg"].append(_reg_ops_per_s(t, reg_seconds))
+                f["write"].append(rate(t.write_mem, base, data))
+                f["read"].append(rate(t.read_mem, base, buffer_bytes, received))
+                f["read_fresh"].append(rate(t.read_mem, base, buffer_bytes))
+                f["shm_write"].append(rate(w.write_mem, base, data))
+                f["shm_read"].append(rate(w.read_mem, base, buffer_bytes, received))
+                f["memcpy"].append(rate(np.copyto, copy, data))
+                f["fresh"].append(rate(np.array, data))
             now_ps = t.info().now_ps
+    med = {k: statistics.median(v) for k, v in f.items()}
     return {
-        "reg_ops_per_s": statistics.median(reg),
-        "write_gb_per_s": statistics.median(write),
-        "read_gb_per_s": statistics.median(read),
-        "read_fresh_gb_per_s": statistics.median(read_fresh),
-        "memcpy_gb_per_s": statistics.median(memcpy),
-        "memcpy_fresh_gb_per_s": statistics.median(fresh),
-        "reg_batch_us": REG_BATCH / statistics.median(reg) * 1e6,
+        "reg_ops_per_s": med["reg"],
+        "write_gb_per_s": med["write"],
+        "read_gb_per_s": med["read"],
+        "read_fresh_gb_per_s": med["read_fresh"],
+        "shm_write_gb_per_s": med["shm_write"],
+        "shm_read_gb_per_s": med["shm_read"],
+        "memcpy_gb_per_s": med["memcpy"],
+        "memcpy_fresh_gb_per_s": med["fresh"],
+        "reg_batch_us": REG_BATCH / med["reg"] * 1e6,
         "reg_batch_ops": REG_BATCH,
         "buffer_bytes": buffer_bytes,
         "chunk_bytes": MEM_CHUNK_BYTES,

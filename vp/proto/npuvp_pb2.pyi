@@ -191,3 +191,31 @@ class KindSummary(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     values: _containers.ScalarMap[str, float]
     def __init__(self, values: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ShmSegment(_message.Message):
+    __slots__ = ("name", "bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    bytes: int
+    def __init__(self, name: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class AttachShmReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShmTransfer(_message.Message):
+    __slots__ = ("name", "address", "nbytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NBYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: int
+    nbytes: int
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[int] = ..., nbytes: _Optional[int] = ...) -> None: ...
+
+class ReadShmReply(_message.Message):
+    __slots__ = ("now_ps",)
+    NOW_PS_FIELD_NUMBER: _ClassVar[int]
+    now_ps: int
+    def __init__(self, now_ps: _Optional[int] = ...) -> None: ...

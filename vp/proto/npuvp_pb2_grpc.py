@@ -71,6 +71,26 @@ class BoardStub:
                 request_serializer=npuvp__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=npuvp__pb2.Stats.FromString,
                 _registered_method=True)
+        self.AttachShm = channel.unary_unary(
+                '/npuvp.v1.Board/AttachShm',
+                request_serializer=npuvp__pb2.ShmSegment.SerializeToString,
+                response_deserializer=npuvp__pb2.AttachShmReply.FromString,
+                _registered_method=True)
+        self.DetachShm = channel.unary_unary(
+                '/npuvp.v1.Board/DetachShm',
+                request_serializer=npuvp__pb2.ShmSegment.SerializeToString,
+                response_deserializer=npuvp__pb2.AttachShmReply.FromString,
+                _registered_method=True)
+        self.WriteShm = channel.unary_unary(
+                '/npuvp.v1.Board/WriteShm',
+                request_serializer=npuvp__pb2.ShmTransfer.SerializeToString,
+                response_deserializer=npuvp__pb2.WriteMemReply.FromString,
+                _registered_method=True)
+        self.ReadShm = channel.unary_unary(
+                '/npuvp.v1.Board/ReadShm',
+                request_serializer=npuvp__pb2.ShmTransfer.SerializeToString,
+                response_deserializer=npuvp__pb2.ReadShmReply.FromString,
+                _registered_method=True)
 
 
 class BoardServicer:
@@ -130,6 +150,34 @@ class BoardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachShm(self, request, context):
+        """Shared-memory window, for a host on the board's machine (DESIGN.md §5): the client creates
+        a POSIX shared-memory segment and has the server map it; a bulk request then moves its
+        bytes through the segment and only this small message over the link. Each WriteShm /
+        ReadShm is one memory request, timed exactly like WriteMem / ReadMem.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetachShm(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteShm(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadShm(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BoardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +215,26 @@ def add_BoardServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=npuvp__pb2.GetStatsRequest.FromString,
                     response_serializer=npuvp__pb2.Stats.SerializeToString,
+            ),
+            'AttachShm': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachShm,
+                    request_deserializer=npuvp__pb2.ShmSegment.FromString,
+                    response_serializer=npuvp__pb2.AttachShmReply.SerializeToString,
+            ),
+            'DetachShm': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachShm,
+                    request_deserializer=npuvp__pb2.ShmSegment.FromString,
+                    response_serializer=npuvp__pb2.AttachShmReply.SerializeToString,
+            ),
+            'WriteShm': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteShm,
+                    request_deserializer=npuvp__pb2.ShmTransfer.FromString,
+                    response_serializer=npuvp__pb2.WriteMemReply.SerializeToString,
+            ),
+            'ReadShm': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadShm,
+                    request_deserializer=npuvp__pb2.ShmTransfer.FromString,
+                    response_serializer=npuvp__pb2.ReadShmReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +426,114 @@ class Board:
             '/npuvp.v1.Board/GetStats',
             npuvp__pb2.GetStatsRequest.SerializeToString,
             npuvp__pb2.Stats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachShm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npuvp.v1.Board/AttachShm',
+            npuvp__pb2.ShmSegment.SerializeToString,
+            npuvp__pb2.AttachShmReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachShm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npuvp.v1.Board/DetachShm',
+            npuvp__pb2.ShmSegment.SerializeToString,
+            npuvp__pb2.AttachShmReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteShm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npuvp.v1.Board/WriteShm',
+            npuvp__pb2.ShmTransfer.SerializeToString,
+            npuvp__pb2.WriteMemReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadShm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npuvp.v1.Board/ReadShm',
+            npuvp__pb2.ShmTransfer.SerializeToString,
+            npuvp__pb2.ReadShmReply.FromString,
             options,
             channel_credentials,
             insecure,
