@@ -50,14 +50,24 @@ Approximations, all deterministic: activation times of the banks inside a multi-
 estimated from where their data falls in the transfer (exact for the first access); rows that a
 refresh closes in the middle of a share count one extra activation per touched bank and window.
 
-Cost: one share is O(banks) Python work; a pseudo-channel whose state and share equal the
-previous one's (aligned streams) replays its result in O(1), so a 256 MiB burst costs ~0.2 ms.
+Cost (what makes performance mode affordable; :mod:`vp.bench.hbm_bench` measures it): no loop
+over granules, bursts or banks in Python. A range of up to ``SCALAR_SHARES`` granules is served
+share by share on scalars (~1 us each); a longer one in one numpy pass over its shares, banks
+as a second axis (~15-50 us whatever the length, +~10 us when its decomposition, a function of
+(offset mod one row group of every pseudo-channel, length), is not cached). Pseudo-channels
+known to be in the same state (a fresh model, aligned streams) are served as groups: one share
+computed on scalars and copied over the group, ~3-15 us a burst. Every path does the same
+integer arithmetic as the rules above; a test replays recorded traffic against the original
+share-by-share implementation.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass
-from operator import eq, sub
+
+import numpy as np
 
 from vp.spec.units import KIB, NS, SEC, transfer_ps
 
@@ -208,19 +218,84 @@ def burst_transfer_ps(geometry: HbmGeometry, timing: HbmTiming) -> int:
 
 # -- the service model -----------------------------------------------------------------------
 
+_I64 = np.int64
+#: First/last row of a bank a share does not touch: never equal to an open row (>= -1).
+_UNTOUCHED = -(1 << 40)
+
+
+class _Shares:
+    """The decomposition of a burst range of at least one granule per pseudo-channel into its
+    ``m`` shares (module docstring), as numpy arrays indexed by pseudo-channel. Rows are
+    relative to the range's row group: the mapping repeats one row higher every ``period``
+    bytes, so a decomposition is a function of (offset mod period, length) and is cached.
+    Per-share fields are Python ints and per-bank fields (1, banks) rows when every share has
+    the same pattern (aligned ranges).
+    """
+
+    __slots__ = ("m", "b0flat", "r0", "first_rows", "last_rows", "offsets", "touched",
+                 "update_if_new", "update_always", "update_all", "pairs", "pairs_total",
+                 "row_cycle", "nbanks", "max_offset", "last_is_r0", "work", "first_work",
+                 "bursts", "bursts_total")
+
+
+class _Patterns:
+    """Row patterns of the (up to four) kinds of share of one range: local granules
+    ``[a, a+k)`` for ``a`` in (A, A+1) and ``k`` in (q, q+1), kind ``c = 2 * (a - A) + k - q``.
+    ``rows`` (3 x kind x banks): first row (``_UNTOUCHED`` where the share misses the bank),
+    last row, data offset (ps) of the last row's first granule. ``flags`` (3 x kind x banks):
+    touched; activation time rewritten only on a new first row; always rewritten (the bank
+    visits several rows). ``fields`` (9 x kind): bank of ``a``, row of ``a``, (bank, row)
+    pairs, longest row chain x tRC, banks touched, latest offset, data time of ``k`` granules,
+    of the first granule, bursts. ``last_is_r0`` (kind): the first bank's last row is
+    ``a``'s row. ``touched_all`` / ``always_all`` / ``always_any``: per kind, over banks."""
+
+    __slots__ = ("rows", "flags", "fields", "last_is_r0", "touched_all", "always_all",
+                 "always_any", "aligned", "scalars")
+
+
+#: (geometry, timing) -> (decompositions, row patterns): pure functions of their keys, bounded
+#: in size (see ``HbmArray.CACHE_ENTRIES``).
+_CACHES: dict[tuple, tuple[OrderedDict, dict]] = {}
+
+
 class HbmArray:
     """Timing state of every pseudo-channel, plain data, and the analytic service model.
 
-    State (lists indexed by pseudo-channel): ``bus_free`` (busy-until of the data bus, ps),
-    ``act_free`` (earliest next activation, ps), ``epoch`` (refresh interval of the last use),
-    ``open_row`` / ``act_at`` (per bank: open row or -1, time of its last activation).
-    Counters: ``activations``, ``row_hits``, ``row_misses`` (in bursts: hits + misses = bursts
-    moved; every miss is one activation), ``refreshes`` (all-bank refreshes of all
-    pseudo-channels up to the latest time seen), ``refresh_stalls`` (shares delayed by one),
-    ``channel_busy_ps`` (per global channel: data-bus occupancy summed over its
-    pseudo-channels), ``steps`` (Python work: 1 + banks visited per share computed, 1 per share
-    replayed from an identical pseudo-channel).
+    State (numpy ``int64`` arrays indexed by pseudo-channel): ``bus_free`` (busy-until of the
+    data bus, ps), ``act_free`` (earliest next activation, ps), ``epoch`` (refresh interval of
+    the last use), ``open_row`` / ``act_at`` (pseudo-channel x bank: open row or -1, time of
+    its last activation), ``pc_busy_ps`` (data-bus occupancy). Counters: ``activations``,
+    ``row_hits``, ``row_misses`` (in bursts: hits + misses = bursts moved; every miss is one
+    activation), ``refreshes`` (all-bank refreshes of all pseudo-channels up to the latest time
+    seen), ``refresh_stalls`` (shares delayed by one), ``channel_busy_ps`` (per global channel:
+    data-bus occupancy summed over its pseudo-channels), ``steps`` (Python work: 1 per share
+    served one by one, 1 per vectorised pass over many shares).
+
+    How it is computed (the same integer arithmetic as the per-share rules in the module
+    docstring, in three shapes): a range of a few granules is served share by share on scalars
+    (:meth:`_serve_granules`); a longer one in one numpy pass over its shares
+    (:meth:`_serve_line` for fewer granules than pseudo-channels, :meth:`_serve_shares` with
+    banks as a second axis otherwise), its decomposition taken from a cache keyed by (offset mod
+    ``period``, length); and while the pseudo-channels fall into a few groups of identical state
+    (``_cuts``: the first pseudo-channel of each group; None once there are too many), a run of
+    identical shares over a group is computed once on scalars and copied over the group
+    (:meth:`_serve_pieces`). The groups are a cache too: dropped when they fragment, found
+    again (:meth:`_recut`) after a pass over every pseudo-channel leaves few distinct states.
     """
+
+    COUNTERS = ("activations", "row_hits", "row_misses", "refreshes", "refresh_stalls")
+    #: Ranges of at most this many granules (single-granule shares) are served one by one.
+    SCALAR_SHARES = 24
+    #: Pseudo-channels are tracked as at most this many groups of identical state.
+    GROUPS_MAX = 32
+    #: ... and found again after a pass over all of them when at most this many.
+    RECUT_MAX = 6
+    #: Rough cost (us) of one numpy pass over every pseudo-channel: groups are served one by
+    #: one (each ~7 us for a long share, ~1 us for a granule, + ~2.5 us to copy it over the
+    #: group) when that is estimated cheaper.
+    VECTOR_COST = 36
+    #: Decompositions kept (least recently used dropped): each is a few shares x banks arrays.
+    CACHE_ENTRIES = 256
 
     def __init__(self, geometry: HbmGeometry, timing: HbmTiming):
         self.geometry, self.timing = geometry, timing
@@ -228,43 +303,92 @@ class HbmArray:
         self._n, self._B, self._g, self._bb = (g.n_pseudo_channels, g.banks, g.interleave_bytes,
                                                g.burst_bytes)
         self._group = g.banks * g.granules_per_row   # granules of one row index over all banks
+        self._period = self._n * g.interleave_bytes * self._group   # bytes: rows + 1
         self._bw = timing.channel_bandwidth
         self._rcd, self._cl, self._rp, self._ras = (timing.q(name) for name in
                                                     ("tRCD", "tCL", "tRP", "tRAS"))
         self._refi, self._rfc = timing.q("tREFI"), timing.q("tRFC")
+        self._avail = self._refi - self._rfc
         self._act = timing.t_act_ps
         self._xg = transfer_ps(g.interleave_bytes, self._bw)
-        self._channel = [g.channel_of(pc) for pc in range(self._n)]
+        n, B = self._n, self._B
+        self.bus_free = np.zeros(n, _I64)
+        self.act_free = np.zeros(n, _I64)
+        self.epoch = np.zeros(n, _I64)
+        self.open_row = np.full((n, B), -1, _I64)
+        self.act_at = np.zeros((n, B), _I64)
+        self.pc_busy_ps = np.zeros(n, _I64)
+        # Scalar views of the same memory (Python ints in and out, list-speed indexing).
+        self._mv = tuple(memoryview(a.reshape(-1)) for a in (
+            self.bus_free, self.act_free, self.epoch, self.open_row, self.act_at, self.pc_busy_ps))
+        self._closed_row = memoryview(np.full(B, -1, _I64))
+        self._wrap = np.arange(2 * n) % n       # pcs of consecutive granules from any pc
+        self._arB = np.arange(n, dtype=_I64) * B
+        # Bools of a bank row as 64-bit words, counted by popcount (numpy >= 2).
+        self._words = B // 8 if B % 8 == 0 and hasattr(np, "bitwise_count") else 0
+        # Decompositions and row patterns depend on the geometry and timing only: shared by
+        # every model built with the same ones (e.g. each repetition of a benchmark).
+        self._cache, self._pattern_cache = _CACHES.setdefault((geometry, timing),
+                                                              (OrderedDict(), {}))
+        self._serve_granule = self._granule_server()
+        self._xfer_granule = transfer_ps(g.interleave_bytes, self._bw)
         self.reset()
 
     def reset(self, now: int = 0) -> None:
         """All rows closed, pseudo-channels idle, counters zero (refreshes counted from ``now``)."""
-        n, B = self._n, self._B
-        self.bus_free = [0] * n
-        self.act_free = [0] * n
-        self.epoch = [0] * n
-        self.open_row = [[-1] * B for _ in range(n)]
-        self.act_at = [[0] * B for _ in range(n)]
+        for a in (self.bus_free, self.act_free, self.epoch, self.act_at, self.pc_busy_ps):
+            a.fill(0)
+        self.open_row.fill(-1)
         self.activations = self.row_hits = self.row_misses = 0
         self.refreshes = self.refresh_stalls = self.steps = 0
-        self.channel_busy_ps = [0] * self.geometry.n_channels
         self._seen_epoch = now // self._refi
+        # Starts of the groups of pseudo-channels in the same state (all one group now).
+        self._cuts = [0] if self.GROUPS_MAX else None
 
-    COUNTERS = ("activations", "row_hits", "row_misses", "refreshes", "refresh_stalls")
+    @property
+    def channel_busy_ps(self) -> list[int]:
+        """Per global channel (``stack * channels_per_stack + channel``): data-bus busy time
+        summed over its pseudo-channels (ps)."""
+        g = self.geometry
+        per = self.pc_busy_ps.reshape(g.pseudo_channels, g.channels_per_stack, g.stacks)
+        return per.sum(axis=0).T.reshape(-1).tolist()
 
     def counters(self) -> dict[str, int]:
         """The DRAM counters as plain ints; channel busy time as its sum and its maximum."""
         out = {name: getattr(self, name) for name in self.COUNTERS}
-        out["busy_ps"] = sum(self.channel_busy_ps)
-        out["max_channel_busy_ps"] = max(self.channel_busy_ps)
+        busy = self.channel_busy_ps
+        out["busy_ps"] = sum(busy)
+        out["max_channel_busy_ps"] = max(busy)
         return out
 
     def state(self) -> dict:
         """Plain-data snapshot of the timing state (counters included)."""
-        return {"bus_free": list(self.bus_free), "act_free": list(self.act_free),
-                "epoch": list(self.epoch), "open_row": [list(r) for r in self.open_row],
-                "act_at": [list(r) for r in self.act_at], "seen_epoch": self._seen_epoch,
-                "counters": self.counters(), "channel_busy_ps": list(self.channel_busy_ps)}
+        return {"bus_free": self.bus_free.tolist(), "act_free": self.act_free.tolist(),
+                "epoch": self.epoch.tolist(), "open_row": self.open_row.tolist(),
+                "act_at": self.act_at.tolist(), "seen_epoch": self._seen_epoch,
+                "counters": self.counters(), "channel_busy_ps": self.channel_busy_ps,
+                "pc_busy_ps": self.pc_busy_ps.tolist(), "steps": self.steps}
+
+    def load_state(self, state: dict) -> None:
+        """Restore a snapshot taken by :meth:`state` (of an array with the same geometry)."""
+        n, B = self._n, self._B
+        if len(state["bus_free"]) != n or len(state["open_row"][0]) != B:
+            raise ValueError("HBM snapshot is of a different geometry")
+        for name in ("bus_free", "act_free", "epoch", "open_row", "act_at", "pc_busy_ps"):
+            getattr(self, name)[...] = np.array(state[name], _I64)
+        for name in self.COUNTERS:
+            setattr(self, name, int(state["counters"][name]))
+        self._seen_epoch, self.steps = int(state["seen_epoch"]), int(state["steps"])
+        self._cuts = None                       # groups unknown: found again when they exist
+
+    def __getstate__(self) -> dict:
+        # (pickle / deepcopy) plain data only: the scalar views and the closure over them are
+        # rebuilt around the new arrays.
+        return {"geometry": self.geometry, "timing": self.timing, "state": self.state()}
+
+    def __setstate__(self, st: dict) -> None:
+        self.__init__(st["geometry"], st["timing"])
+        self.load_state(st["state"])
 
     def sync_refreshes(self, t: int) -> None:
         """Count the refreshes every pseudo-channel performed up to time ``t``."""
@@ -275,162 +399,791 @@ class HbmArray:
 
     def access(self, offset: int, length: int, arrival: int) -> int:
         """Serve ``length`` bytes at ``offset`` arriving at ``arrival``; returns the time the
-        last byte is done (ps). O(pseudo-channels touched x banks) Python steps."""
+        last byte is done (ps)."""
         if length <= 0:
             return arrival
-        bb, g, n = self._bb, self._g, self._n
+        bb, g, n, refi = self._bb, self._g, self._n, self._refi
         lo, hi = offset // bb * bb, -(-(offset + length) // bb) * bb
-        first, last = lo // g, (hi - 1) // g
-        count = last - first + 1
-        done = arrival
-        patterns = {}                             # (a, k) -> row pattern: at most 3 per access
-        replay = None       # the previous share, replayed on a pseudo-channel in the same state
-        shares = min(count, n)
-        for j in range(shares):
-            granule = first + j
-            pc, a, k = granule % n, granule // n, (count - j + n - 1) // n   # k granules here
-            nbytes = k * g
-            if j == 0:
-                nbytes -= lo - first * g
-            if granule + (k - 1) * n == last:
-                nbytes -= (last + 1) * g - hi
-            before = (a, k, nbytes, self._pc_state(pc)) if shares > 1 else None
-            if replay is not None and replay[0] == before:   # aligned streams: the usual case
-                _, after, deltas, pc_done = replay
-                self._set_pc_state(pc, after)
-                self._add_totals(pc, deltas)
-                self.steps += 1
-            else:
-                pattern = patterns.get((a, k)) or patterns.setdefault((a, k), self._pattern(a, k))
-                totals = self._totals(pc)
-                pc_done = self._serve(pc, a, k, pattern, nbytes, arrival)
-                if j + 1 < shares:
-                    replay = (before, self._pc_state(pc),
-                              tuple(map(sub, self._totals(pc), totals)), pc_done)
-            done = max(done, pc_done)
-        self.sync_refreshes(done)
+        first = lo // g
+        count = (hi - 1) // g - first + 1
+        e = arrival // refi                     # s: arrival, or the end of its refresh window
+        s = e * refi + self._rfc if e and arrival - e * refi < self._rfc else arrival
+        cuts = self._cuts
+        if count == 1:                          # one granule: the small-access hot path
+            pc = first % n
+            done, misses, stall = self._serve_granule(pc, first // n, hi - lo, s,
+                                                      s != arrival)
+            self.activations += misses
+            self.row_misses += misses
+            self.row_hits += (hi - lo) // bb - misses
+            self.refresh_stalls += stall
+            self.steps += 1
+            if cuts is not None:
+                self._add_cuts((pc, pc + 1))
+        else:
+            done = runs = None
+            if cuts is not None:                # few groups of identical pseudo-channels
+                if count < n:                   # worth it when a group takes many granules
+                    if count >= 8 and self._groups_in(first % n, count) * 4 <= count:
+                        runs = self._runs(lo, hi, first, count)
+                        done = self._serve_pieces(runs, s, arrival,
+                                                  min(count * 1.1, 25))
+                elif len(cuts) <= self.VECTOR_COST // 12:
+                    runs = self._runs(lo, hi, first, count)
+                    done = self._serve_pieces(runs, s, arrival, self.VECTOR_COST)
+            if done is None:
+                if count < n:
+                    if count <= self.SCALAR_SHARES:
+                        done = self._serve_granules(lo, hi, first, count, s, arrival)
+                    else:
+                        done = self._serve_line(lo, hi, first, count, s, arrival)
+                else:
+                    done = self._serve_shares(lo, hi, s, arrival)
+                if self._cuts is not None:      # groups split where the shares differ
+                    self._add_cuts([x for run in runs or self._runs(lo, hi, first, count)
+                                    for x in run[:2]])
+                elif count >= n:
+                    self._recut()
+            self.row_hits += (hi - lo) // bb
+        e = done // refi                        # sync_refreshes(done), inline
+        if e > self._seen_epoch:
+            self.refreshes += (e - self._seen_epoch) * n
+            self._seen_epoch = e
         return done
 
-    def _pc_state(self, pc: int) -> tuple:
-        return (self.bus_free[pc], self.act_free[pc], self.epoch[pc], self.open_row[pc][:],
-                self.act_at[pc][:])
+    # -- groups of pseudo-channels in the same state ------------------------------------------
+    def _add_cuts(self, points) -> None:
+        """Pseudo-channels on either side of each point may differ from now on."""
+        cuts, n = self._cuts, self._n
+        for x in points:
+            if 0 < x < n:
+                i = bisect_left(cuts, x)
+                if i == len(cuts) or cuts[i] != x:
+                    cuts.insert(i, x)
+        if len(cuts) > self.GROUPS_MAX:
+            self._cuts = None
 
-    def _set_pc_state(self, pc: int, state: tuple) -> None:
-        self.bus_free[pc], self.act_free[pc], self.epoch[pc] = state[:3]
-        self.open_row[pc][:], self.act_at[pc][:] = state[3], state[4]
+    def _groups_in(self, pc: int, count: int) -> int:
+        """Groups met by ``count`` consecutive pseudo-channels from ``pc`` (wrapping)."""
+        cuts, end = self._cuts, pc + count
+        if end <= self._n:
+            return bisect_left(cuts, end) - bisect_right(cuts, pc) + 1
+        return len(cuts) - bisect_right(cuts, pc) + bisect_left(cuts, end - self._n) + 1
 
-    def _totals(self, pc: int) -> tuple:
-        return (self.activations, self.row_hits, self.refresh_stalls,
-                self.channel_busy_ps[self._channel[pc]])
+    def _recut(self) -> None:
+        """Find the groups again after a pass over every pseudo-channel (states converge, e.g.
+        after idle time): cheap unless the data buses already agree almost everywhere."""
+        most = self.RECUT_MAX
+        differs = None
+        for a in (self.bus_free, self.act_free, self.epoch):   # cheapest first
+            d = a[1:] != a[:-1]
+            differs = d if differs is None else differs | d
+            if np.count_nonzero(differs) >= most:
+                return
+        for a in (self.open_row, self.act_at):
+            differs |= self._row_count(a[1:] != a[:-1]) > 0
+            if np.count_nonzero(differs) >= most:
+                return
+        self._cuts = [0] + (np.flatnonzero(differs) + 1).tolist()
 
-    def _add_totals(self, pc: int, deltas: tuple) -> None:
-        self.activations += deltas[0]
-        self.row_misses += deltas[0]
-        self.row_hits += deltas[1]
-        self.refresh_stalls += deltas[2]
-        self.channel_busy_ps[self._channel[pc]] += deltas[3]
+    def _runs(self, lo: int, hi: int, first: int, count: int) -> list[tuple]:
+        """The shares of burst range ``[lo, hi)`` as runs of consecutive pseudo-channels with
+        the same share: ``(pc0, pc1, a, k, nbytes)`` (local granules ``[a, a+k)``)."""
+        n, g = self._n, self._g
+        f0, A = first % n, first // n
+        front, back = lo - first * g, (first + count) * g - hi
+        if count >= n:
+            q, r = divmod(count, n)
+            if not (f0 or r or front or back):          # aligned: one run
+                return [(0, n, A, q, q * g)]
+            bounds = {0, n, f0, (f0 + r) % n}
+        else:
+            q = r = 0
+            end = f0 + count
+            if end <= n:
+                if not (front or back):
+                    return [(f0, end, A, 1, g)]
+                bounds = {f0, end}
+            else:
+                bounds = {0, end - n, f0, n}
+        last_pc = (first + count - 1) % n
+        if front:
+            bounds.update((f0, f0 + 1))
+        if back:
+            bounds.update((last_pc, last_pc + 1))
+        bounds = sorted(bounds)
+        runs = []
+        for x0, x1 in zip(bounds, bounds[1:]):
+            j = (x0 - f0) % n
+            if j >= count:
+                continue                                # not touched (count < n)
+            k = q + (j < r) if q else 1
+            nbytes = k * g
+            if x0 == f0:
+                nbytes -= front
+            if x0 == last_pc:
+                nbytes -= back
+            runs.append((x0, x1, A + (x0 < f0), k, nbytes))
+        return runs
 
-    def _pattern(self, a: int, k: int) -> tuple:
-        """Rows visited by local granules ``[a, a+k)`` of a pseudo-channel: touched banks and,
-        per bank, first row, last row, and the data offset (ps) of its last row's first granule.
-        A bank visits every row index between its first and last: a row index spans all banks."""
-        B, group, last = self._B, self._group, a + k - 1
-        banks = range(B) if k >= B else [(a + i) % B for i in range(k)]
-        first_rows, last_rows, offsets = [], [], []
-        for b in banks:
-            lr = (last - (last - b) % B) // group
-            row_start = max(a, lr * group)
-            first_rows.append((a + (b - a) % B) // group)
-            last_rows.append(lr)
-            offsets.append((row_start + (b - row_start) % B - a) * self._xg)
-        pairs = sum(last_rows) - sum(first_rows) + len(banks)
-        max_rows = max(map(sub, last_rows, first_rows)) + 1
-        return banks, first_rows, last_rows, offsets, pairs, max_rows
+    def _serve_pieces(self, runs: list[tuple], s: int, arrival: int,
+                      budget: float) -> int | None:
+        """Serve each run one group at a time (one share computed on scalars, copied to the
+        group's other pseudo-channels), or None (nothing done) when that would be slower than
+        one numpy pass."""
+        cuts = self._cuts
+        pieces, cost = [], 0
+        for x0, x1, a, k, nbytes in runs:
+            i = bisect_right(cuts, x0)
+            while True:
+                x = cuts[i] if i < len(cuts) and cuts[i] < x1 else x1
+                pieces.append((x0, x, a, k, nbytes))
+                cost += (1.2 if k == 1 else 7) + (x - x0 > 1) * 2.5   # ~us
+                if cost > budget:
+                    return None
+                if x == x1:
+                    break
+                x0, i = x, i + 1
+        stalled = s != arrival
+        done_all = misses_all = stalls_all = 0
+        mv = self._mv
+        for x0, x1, a, k, nbytes in pieces:
+            before = mv[5][x0]
+            if k == 1:
+                done, misses, stall = self._serve_granule(x0, a, nbytes, s, stalled)
+            else:
+                done, misses, stall = self._serve_banks(x0, a, k, nbytes, s, stalled)
+            size = x1 - x0
+            if size > 1:                        # the rest of the group: same state, same share
+                sl = slice(x0 + 1, x1)
+                self.bus_free[sl] = done
+                self.epoch[sl] = mv[2][x0]
+                self.act_free[sl] = mv[1][x0]
+                self.open_row[sl] = self.open_row[x0]
+                self.act_at[sl] = self.act_at[x0]
+                self.pc_busy_ps[sl] += mv[5][x0] - before
+            misses_all += misses * size
+            stalls_all += stall * size
+            if done > done_all:
+                done_all = done
+        self.activations += misses_all
+        self.row_misses += misses_all
+        self.row_hits -= misses_all
+        self.refresh_stalls += stalls_all
+        self.steps += len(pieces)
+        self._add_cuts([x for piece in pieces for x in piece[:2]])
+        return done_all
 
-    # -- one pseudo-channel ------------------------------------------------------------------
+    # -- refresh windows -----------------------------------------------------------------------
     def _unblock(self, t: int) -> int:
         """``t``, or the end of the refresh window it falls in."""
         e = t // self._refi
         return e * self._refi + self._rfc if e and t - e * self._refi < self._rfc else t
 
     def _stretch(self, t: int, work: int) -> int:
-        """End of ``work`` ps of activity from ``t`` (not in a window), refresh windows excluded."""
-        refi = self._refi
-        nxt = (t // refi + 1) * refi
-        if t + work <= nxt:
+        """End of ``work`` ps of activity from ``t`` (not in a window), refresh windows excluded:
+        ``t + work`` plus ``tRFC`` for every window the activity runs into."""
+        over = t % self._refi + work - self._refi
+        if over <= 0:
             return t + work
-        work -= nxt - t
-        avail = refi - self._rfc
-        full = (work - 1) // avail
-        return nxt + full * refi + self._rfc + work - full * avail
+        return t + work + (over + self._avail - 1) // self._avail * self._rfc
 
-    def _serve(self, pc: int, a: int, k: int, pattern: tuple, nbytes: int, arrival: int) -> int:
-        """Serve local granules ``[a, a+k)`` (``nbytes`` once trimmed to bursts) of pseudo-channel
-        ``pc``; returns when its last byte is done."""
-        B, refi, rcd, cl, rp = self._B, self._refi, self._rcd, self._cl, self._rp
-        banks, first_rows, last_rows, offsets, pairs, max_rows = pattern
-        full = k >= B                           # every bank touched, lists indexed by bank
-        s = self._unblock(arrival)
-        busy = self.bus_free[pc]
-        begin = max(s, busy)                    # when this share has the pseudo-channel
-        opens, acts = self.open_row[pc], self.act_at[pc]
-        if begin // refi > self.epoch[pc]:      # refreshed since last use: every bank precharged
-            opens[:] = [-1] * B
-        b0, r0 = a % B, a // self._group
-        open0, act0_prev = opens[b0], acts[b0]
-        # Rows: a bank's first row is a hit when open; every other row visited is a miss.
-        old = opens[:] if full else [opens[b] for b in banks]
-        misses = pairs - sum(map(eq, old, first_rows))
-        if full:
-            opens[:] = last_rows                # open-page policy: the last row stays open
+    def _row_count(self, same: np.ndarray) -> np.ndarray:
+        """True entries per row of a (shares x banks) bool array, as int64."""
+        w = self._words
+        if w == 2:
+            c = np.bitwise_count(same.view(np.uint64))
+            return np.add(c[:, 0], c[:, 1], dtype=_I64)
+        if w == 1:
+            return np.bitwise_count(same.view(np.uint64))[:, 0].astype(_I64)
+        return same.sum(axis=1, dtype=_I64)
+
+    def _unblock_v(self, t: np.ndarray, s: int) -> np.ndarray:
+        """:meth:`_unblock` of every element of ``t`` (all >= ``s``, which is not inside a
+        refresh window)."""
+        refi = self._refi
+        hi = t.max()
+        if hi < (s // refi + 1) * refi:         # all before the next window: nothing to do
+            return t
+        lo = t.min()                            # or all in one later quiet interval
+        e = lo // refi
+        if hi < (e + 1) * refi and lo - e * refi >= self._rfc:
+            return t
+        rem = t % refi
+        win = rem < self._rfc
+        if s < refi:
+            win &= t >= refi
+        if np.count_nonzero(win):
+            return np.where(win, t - rem + self._rfc, t)
+        return t
+
+    def _stretch_v(self, t: np.ndarray, work, s: int | None = None) -> np.ndarray:
+        """:meth:`_stretch` of every element of ``t`` (``work`` a scalar or an array; when
+        ``s`` is given, every ``t`` >= ``s``, which is not inside a refresh window)."""
+        refi = self._refi
+        end = t + work
+        if s is not None:
+            hi = end.max()
+            if hi < (s // refi + 1) * refi:     # all done before the next window
+                return end
+            if hi <= (t.min() // refi + 1) * refi:   # or all inside one quiet interval
+                return end
+        over = t % refi
+        over += work - refi
+        if np.count_nonzero(over > 0):
+            np.maximum(over, 0, out=over)
+            over += self._avail - 1
+            over //= self._avail
+            over *= self._rfc
+            end += over
+        return end
+
+    # -- shares on scalars, one by one ------------------------------------------------------
+    def _serve_granules(self, lo: int, hi: int, first: int, count: int, s: int,
+                        arrival: int) -> int:
+        """Granules ``first .. first+count-1`` (fewer than pseudo-channels: one per share) of
+        the burst range ``[lo, hi)``; returns the last share's end."""
+        n, g = self._n, self._g
+        stalled = s != arrival
+        last = first + count - 1
+        done_all = misses_all = stalls = 0
+        serve = self._serve_granule
+        for granule in range(first, last + 1):
+            nbytes = g
+            if granule == first:
+                nbytes -= lo - first * g
+            if granule == last:
+                nbytes -= (last + 1) * g - hi
+            done, misses, stall = serve(granule % n, granule // n, nbytes, s, stalled)
+            misses_all += misses
+            stalls += stall
+            if done > done_all:
+                done_all = done
+        self.activations += misses_all
+        self.row_misses += misses_all
+        self.row_hits -= misses_all
+        self.refresh_stalls += stalls
+        self.steps += count
+        return done_all
+
+    def _serve_line(self, lo: int, hi: int, first: int, count: int, s: int,
+                    arrival: int) -> int:
+        """Granules ``first .. first+count-1`` (fewer than pseudo-channels: one granule, one
+        bank and row per share) of the burst range ``[lo, hi)`` in one numpy pass over the
+        shares (the arithmetic of :meth:`_granule_server`, element-wise)."""
+        n, B, g, group, refi = self._n, self._B, self._g, self._group, self._refi
+        f0, A = first % n, first // n
+        m, end = count, first % n + count
+        pcs = self._wrap[f0:end]
+        if end <= n:                            # one local granule for all: one bank, one row
+            r = A // group
+            flat = self._arB[f0:end] + A % B
         else:
-            for b, lr in zip(banks, last_rows):
-                opens[b] = lr
-        self.steps += 1 + len(banks)
+            a = np.full(m, A, _I64)
+            a[n - f0:] += 1
+            r = a // group
+            flat = pcs * B + a % B
+        work = np.full(m, self._xfer_granule, _I64)
+        bursts = None
+        front, back = lo - first * g, (first + count) * g - hi
+        if front or back:
+            bursts = np.full(m, g // self._bb, _I64)
+            bursts[0] -= front // self._bb
+            bursts[-1] -= back // self._bb
+            work[0] = transfer_ps(int(bursts[0]) * self._bb, self._bw)
+            work[-1] = transfer_ps(int(bursts[-1]) * self._bb, self._bw)
+        busy = self.bus_free[pcs]
+        begin = np.maximum(busy, s)
+        begin_epoch = begin // refi
+        refreshed = self.epoch[pcs] < begin_epoch
+        if np.count_nonzero(refreshed):         # banks precharged by a refresh since last use
+            self.open_row[pcs[refreshed]] = -1
+        opens, acts = self.open_row.reshape(-1), self.act_at.reshape(-1)
+        opened, act0 = opens[flat], acts[flat]
+        opens[flat] = r                         # open-page policy
+        hit = opened == r
+        hits = int(np.count_nonzero(hit))
+        if hits:                                # hit: tCL once the row is ready
+            t_hit = act0 + self._rcd
+            np.maximum(t_hit, s, out=t_hit)
+        if hits < m:                            # precharge (after tRAS) if open, activate
+            t_miss = act0 + self._ras
+            np.maximum(t_miss, s, out=t_miss)
+            t_miss += self._rp
+            closed = opened < 0
+            if np.count_nonzero(closed):
+                t_miss[closed] = s
+            af = self.act_free[pcs]
+            np.maximum(t_miss, af, out=t_miss)
+        if hits == m:
+            t, wait = t_hit, self._cl
+        elif not hits:
+            t, wait = t_miss, self._rcd + self._cl
+        else:
+            t = np.where(hit, t_hit, t_miss)
+            wait = np.where(hit, self._cl, self._rcd + self._cl)
+        t = self._unblock_v(t, s)
+        if hits < m:
+            if hits:
+                miss = ~hit
+                acts[flat[miss]] = t[miss]
+                self.act_free[pcs[miss]] = t[miss] + self._act
+            else:
+                acts[flat] = t
+                self.act_free[pcs] = t + self._act
+        ready = self._stretch_v(t, wait, s)
+        np.maximum(ready, busy, out=ready)
+        start = self._unblock_v(ready, s)
+        done = self._stretch_v(start, work, s)
+        done_epoch = done - 1
+        done_epoch //= refi
+        windows = done_epoch - begin_epoch
+        n_windows = int(np.count_nonzero(windows))
+        misses = m - hits
+        if n_windows:                           # rows reopened after each refresh
+            if bursts is None:
+                bursts = g // self._bb
+            misses += int(np.minimum(windows, bursts - ~hit).sum())
+        self.refresh_stalls += m if s != arrival else n_windows
+        self.epoch[pcs] = done_epoch
+        self.bus_free[pcs] = done
+        self.pc_busy_ps[pcs] += done - start
+        self.activations += misses
+        self.row_misses += misses
+        self.row_hits -= misses
+        self.steps += 1
+        return int(done.max())
+
+    def _granule_server(self):
+        """``serve(pc, a, nbytes, s, stalled) -> (end, activations, refresh stalls)``: one share
+        of one granule (local granule ``a``: one bank, one row) on pseudo-channel ``pc``,
+        updating its state. A closure over the constants: the hot path of small accesses."""
+        B, group, bb, bw = self._B, self._group, self._bb, self._bw
+        refi, rfc, rcd, cl, rp, ras, tact = (self._refi, self._rfc, self._rcd, self._cl,
+                                             self._rp, self._ras, self._act)
+        bus_free, act_free, epoch, open_row, act_at, pc_busy = self._mv
+        closed_row, stretch = self._closed_row, self._stretch
+
+        def serve(pc: int, a: int, nbytes: int, s: int, stalled: bool) -> tuple[int, int, int]:
+            busy = bus_free[pc]
+            begin = busy if busy > s else s
+            begin_epoch = begin // refi
+            row0 = pc * B
+            if begin_epoch > epoch[pc]:         # refreshed since last use: banks precharged
+                open_row[row0:row0 + B] = closed_row
+            i = row0 + a % B
+            r = a // group
+            opened, act0 = open_row[i], act_at[i]
+            open_row[i] = r                     # open-page policy
+            if opened == r:                     # hit: tCL once the row is ready
+                miss, wait = 0, cl
+                t = act0 + rcd
+                if t < s:
+                    t = s
+            else:                               # precharge (after tRAS) if open, activate
+                miss, wait = 1, rcd + cl
+                if opened >= 0:
+                    t = act0 + ras
+                    if t < s:
+                        t = s
+                    t += rp
+                else:
+                    t = s
+                af = act_free[pc]
+                if af > t:
+                    t = af
+            e = t // refi                       # not inside a refresh window
+            if e and t - e * refi < rfc:
+                t = e * refi + rfc
+            if miss:
+                act_at[i] = t
+                act_free[pc] = t + tact
+            ready = t + wait if t % refi + wait <= refi else stretch(t, wait)
+            start = ready if ready > busy else busy
+            e = start // refi
+            if e and start - e * refi < rfc:
+                start = e * refi + rfc
+            work = -(-nbytes * SEC // bw)
+            done = start + work if start % refi + work <= refi else stretch(start, work)
+            done_epoch = (done - 1) // refi
+            epoch[pc] = done_epoch
+            bus_free[pc] = done
+            pc_busy[pc] += done - start
+            if done_epoch != begin_epoch:       # rows reopened after the refresh
+                return done, miss + min(done_epoch - begin_epoch, nbytes // bb - miss), 1
+            return done, miss, 1 if stalled else 0
+
+        return serve
+
+    def _serve_banks(self, pc: int, a: int, k: int, nbytes: int, s: int,
+                     stalled: bool) -> tuple[int, int, int]:
+        """One share of ``k`` > 1 granules (local granules ``[a, a+k)``, ``nbytes`` once
+        trimmed to bursts) on pseudo-channel ``pc``: updates its state; returns (end,
+        activations, refresh stalls). Scalars, with the banks of the one pseudo-channel as
+        small numpy rows (the arithmetic of :meth:`_serve_shares` for one share)."""
+        B, refi, rcd, cl, rp, tact = self._B, self._refi, self._rcd, self._cl, self._rp, self._act
+        rb, a_rel = divmod(a, self._group)
+        p = self._patterns(a_rel, k)            # kind 0: local granules [a_rel, a_rel + k)
+        first_rows, last_rows, offsets = p.rows[:, 0]
+        b0, r0, pairs, row_cycle, nbanks, max_offset, last_is_r0 = p.scalars
+        r0 += rb
+        bus_free, act_free, epoch, open_flat, act_flat, pc_busy = self._mv
+        opens, acts = self.open_row[pc], self.act_at[pc]
+        busy = bus_free[pc]
+        begin = busy if busy > s else s         # when this share has the pseudo-channel
+        begin_epoch = begin // refi
+        i0 = pc * B + b0
+        if begin_epoch > epoch[pc]:             # refreshed since last use: banks precharged
+            opens[...] = -1
+            misses = pairs
+            same = None
+            open0 = -1
+        else:
+            # Rows: a bank's first row is a hit when open; every other row visited is a miss.
+            same = opens == (first_rows + rb if rb else first_rows)
+            misses = pairs - int(np.count_nonzero(same))
+            open0 = open_flat[i0]
         # First data.
         if open0 == r0:
             act = None
-            ready = self._stretch(self._unblock(max(s, act0_prev + rcd)), cl)
-            slot = max(s + rp, self.act_free[pc])
+            t = act_flat[i0] + rcd
+            ready = self._stretch(self._unblock(t if t > s else s), cl)
+            slot = max(s + rp, act_free[pc])
         else:
-            pre_done = max(s, act0_prev + self._ras) + rp if open0 >= 0 else s
-            act = self._unblock(max(pre_done, self.act_free[pc]))
+            if open0 >= 0:
+                t = act_flat[i0] + self._ras
+                t = (t if t > s else s) + rp
+            else:
+                t = s
+            af = act_free[pc]
+            act = self._unblock(af if af > t else t)
             ready = self._stretch(act, rcd + cl)
-            slot = act + self._act
-        start = self._unblock(max(ready, busy))
-        work = transfer_ps(nbytes, self._bw)
+            slot = act + tact
+        start = self._unblock(ready if ready > busy else busy)
+        work = -(-nbytes * SEC // self._bw)
         rest = misses - (act is not None)
         if rest:                                # activation-rate and row-cycle bounds
-            last_act = max(slot + (rest - 1) * self._act,
-                           (s if act is None else act) + (max_rows - 1) * (self._ras + rp))
+            last_act = max(slot + (rest - 1) * tact, (s if act is None else act) + row_cycle)
             work = max(work, last_act + rcd + cl + min(self._xg, work) - start)
         done = self._stretch(start, work)
         # Activation times: data-aligned estimates (a row opens tRCD + tCL before its data),
         # exact for the first access.
         if misses:
-            base = start - rcd - cl
-            if full:
-                acts[:] = [max(s, base + off) if o != fr or fr != lr else t
-                           for t, o, fr, lr, off in zip(acts, old, first_rows, last_rows, offsets)]
+            t = offsets + (start - rcd - cl)
+            np.maximum(t, s, out=t)
+            if same is None:
+                changed = p.flags[0, 0]
             else:
-                for b, o, fr, off in zip(banks, old, first_rows, offsets):
-                    if o != fr:
-                        acts[b] = max(s, base + off)
-            if act is not None and last_rows[b0 if full else 0] == r0:
-                acts[b0] = act
+                changed = np.greater(p.flags[1, 0], same)
+                changed |= p.flags[2, 0]
+            np.copyto(acts, t, where=changed)
+            if act is not None and last_is_r0:
+                act_flat[i0] = act
             if rest:
-                self.act_free[pc] = max(last_act, base + max(offsets)) + self._act
+                act_free[pc] = max(last_act, start - rcd - cl + max_offset) + tact
             else:
-                self.act_free[pc] = slot
-        windows = (done - 1) // refi - begin // refi
-        if windows or s != arrival:
-            self.refresh_stalls += 1
+                act_free[pc] = slot
+        if p.touched_all[0]:                    # open-page policy: last rows stay open
+            np.add(last_rows, rb, out=opens)
+        else:
+            np.copyto(opens, last_rows + rb, where=p.flags[0, 0])
+        done_epoch = (done - 1) // refi
+        windows = done_epoch - begin_epoch
         if windows:                             # rows reopened after each refresh in the share
-            misses += min(windows * len(banks), nbytes // self._bb - misses)
-        self.epoch[pc] = (done - 1) // refi
-        self.bus_free[pc] = done
-        self.activations += misses
-        self.row_misses += misses
-        self.row_hits += nbytes // self._bb - misses
-        self.channel_busy_ps[self._channel[pc]] += done - start
-        return done
+            misses += min(windows * nbanks, nbytes // self._bb - misses)
+        epoch[pc] = done_epoch
+        bus_free[pc] = done
+        pc_busy[pc] += done - start
+        return done, misses, 1 if windows or stalled else 0
+
+    # -- many shares at once -----------------------------------------------------------------
+    def _patterns(self, a: int, q: int) -> _Patterns:
+        """Row patterns of shares ``[a + x, a + x + q + y)`` for x, y in (0, 1) (cached)."""
+        key = (a, q)
+        p = self._pattern_cache.get(key)
+        if p is not None:
+            return p
+        B, g, group, xg = self._B, self._g, self._group, self._xg
+        a_ = np.array([a, a, a + 1, a + 1], _I64)
+        k_ = np.array([q, q + 1, q, q + 1], _I64)
+        A, L, K = a_[:, None], (a_ + k_ - 1)[:, None], k_[:, None]
+        bank = np.arange(B)
+        touched = (K >= B) | ((bank - A) % B < K)
+        first_rows = (A + (bank - A) % B) // group
+        last_rows = (L - (L - bank) % B) // group
+        row_start = np.maximum(A, last_rows * group)
+        offsets = (row_start + (bank - row_start) % B - A) * xg
+        rows = np.where(touched, last_rows - first_rows, 0)
+        several = (rows > 0) & touched
+        b0, r0 = a_ % B, a_ // group
+        work = np.array([transfer_ps(int(k) * g, self._bw) for k in k_], _I64)
+        p = _Patterns()
+        p.rows = np.stack([np.where(touched, first_rows, _UNTOUCHED), last_rows, offsets])
+        p.flags = np.stack([touched, touched & ~several, several])
+        p.fields = np.stack([b0, r0, (rows + touched).sum(axis=1),
+                             rows.max(axis=1) * (self._ras + self._rp), np.minimum(k_, B),
+                             np.where(touched, offsets, -1).max(axis=1), work,
+                             np.minimum(work, xg), k_ * g // self._bb]).astype(_I64)
+        p.last_is_r0 = last_rows[np.arange(4), b0] == r0
+        p.touched_all = touched.all(axis=1).tolist()
+        p.always_all = several.all(axis=1).tolist()
+        p.always_any = several.any(axis=1).tolist()
+        p.aligned = None                        # decomposition of q granules on every pc
+        p.scalars = p.fields[:6, 0].tolist() + [bool(p.last_is_r0[0])]   # kind 0, as ints
+        if len(self._pattern_cache) >= 16 * self.CACHE_ENTRIES:
+            self._pattern_cache.clear()
+        self._pattern_cache[key] = p
+        return p
+
+    def _shares(self, lo_rel: int, nbytes: int) -> _Shares:
+        """Decomposition of the burst range ``[lo_rel, lo_rel + nbytes)`` (``lo_rel`` inside
+        the first period), rows relative to row 0."""
+        n, g, bb = self._n, self._g, self._bb
+        lo, hi = lo_rel, lo_rel + nbytes
+        first, last = lo // g, (hi - 1) // g
+        count = last - first + 1
+        f0, A = first % n, first // n
+        d = _Shares()
+        q, r = divmod(count, n)                 # (count >= n: a share on every pc)
+        m = n
+        # pcs before f0 start one granule later; shares j < r (from pc f0 on) are longer
+        cuts = sorted({0, f0, (f0 + r) % n, n})
+        runs = [(x0, x1, (2 if x0 < f0 else 0) + ((x0 - f0) % n < r))
+                for x0, x1 in zip(cuts, cuts[1:])]
+        pos0, posl = f0, last % n
+        p = self._patterns(A, q)
+        d.m = m
+        kinds = {c for _, _, c in runs}
+        touched_all = all(p.touched_all[c] for c in kinds)
+        always_all = all(p.always_all[c] for c in kinds)
+        always_any = any(p.always_any[c] for c in kinds)
+        if len(kinds) == 1:                     # one pattern: per-bank rows broadcast
+            c = kinds.pop()
+            first_rows, last_rows, offsets = p.rows[:, c, None]
+            touched, if_new, always = p.flags[:, c, None]
+            (b0, r0, pairs, row_cycle, nbanks, max_offset, work, first_work,
+             bursts) = p.fields[:, c].tolist()
+            d.b0flat = self._arB[:m] + b0
+            d.last_is_r0 = bool(p.last_is_r0[c])
+            d.pairs_total = pairs * m
+            if lo - first * g or (last + 1) * g - hi:
+                work, first_work, bursts = (np.full(m, x, _I64)
+                                            for x in (work, first_work, bursts))
+        else:
+            ci = np.empty(m, np.intp)
+            for x0, x1, c in runs:
+                ci[x0:x1] = c
+            first_rows, last_rows, offsets = p.rows.take(ci, axis=1)
+            touched = if_new = always = None    # (not needed: every bank, same rule)
+            if not touched_all or (always_any and not always_all):
+                touched, if_new, always = p.flags.take(ci, axis=1)
+            (b0, r0, pairs, row_cycle, nbanks, max_offset, work, first_work,
+             bursts) = p.fields.take(ci, axis=1)
+            d.b0flat = self._arB[:m] + b0
+            d.last_is_r0 = p.last_is_r0.take(ci)
+            fp = p.fields[2].tolist()
+            d.pairs_total = sum(fp[c] * (x1 - x0) for x0, x1, c in runs)
+        # The first and the last share lose the bytes outside [lo, hi).
+        for pos, cut in ((pos0, lo - first * g), (posl, (last + 1) * g - hi)):
+            if cut:
+                nb = int(bursts[pos]) * bb - cut
+                bursts[pos] = nb // bb
+                work[pos] = transfer_ps(nb, self._bw)
+                first_work[pos] = min(int(work[pos]), self._xg)
+        d.r0, d.pairs, d.row_cycle = r0, pairs, row_cycle
+        d.nbanks, d.max_offset = nbanks, max_offset
+        d.first_rows, d.last_rows, d.offsets = first_rows, last_rows, offsets
+        d.work, d.first_work, d.bursts = work, first_work, bursts
+        d.touched = None if touched_all else touched
+        d.update_all = always_all
+        d.update_always = always if always_any else None
+        d.update_if_new = None if not always_any and touched_all else if_new
+        d.bursts_total = nbytes // bb
+        return d
+
+    def _decomposition(self, lo: int, hi: int) -> tuple[_Shares, int]:
+        """The (cached) decomposition of burst range ``[lo, hi)`` and its row offset."""
+        period, span = self._period, self._n * self._g
+        R = lo // period                                    # rows above the cached pattern
+        lo_rel, nbytes = lo - R * period, hi - lo
+        if not (lo_rel % span or nbytes % span):            # whole granules on every pc
+            p = self._patterns(lo_rel // span, nbytes // span)
+            if p.aligned is None:
+                p.aligned = self._shares(lo_rel, nbytes)
+            return p.aligned, R
+        key = (lo_rel, nbytes)
+        cache = self._cache
+        d = cache.get(key)
+        if d is None:
+            d = cache[key] = self._shares(lo_rel, nbytes)
+            if len(cache) > self.CACHE_ENTRIES:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return d, R
+
+    def _after(self, t: np.ndarray, wait, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """(``_unblock(t)``, ``_stretch(_unblock(t), wait)``) element-wise (``t`` >= ``s``, which
+        is not inside a refresh window; ``t`` a fresh array, may be reused)."""
+        refi, rfc = self._refi, self._rfc
+        end = t + wait
+        hi = end.max()
+        if hi < (s // refi + 1) * refi:         # all before the next window: no refresh
+            return t, end
+        lo = t.min()                            # or all inside one later quiet interval
+        e = lo // refi
+        if hi < (e + 1) * refi and lo - e * refi >= rfc:
+            return t, end
+        rem = t % refi
+        win = rem < rfc
+        if s < refi:
+            win &= t >= refi
+        if np.count_nonzero(win):               # inside a refresh window: wait for its end
+            t = np.where(win, t - rem + rfc, t)
+            rem[win] = rfc
+            end = t + wait
+        rem += wait - refi                      # past the next window's start
+        if np.count_nonzero(rem > 0):
+            np.maximum(rem, 0, out=rem)
+            rem += self._avail - 1
+            rem //= self._avail
+            rem *= rfc
+            end += rem
+        return t, end
+
+    def _serve_shares(self, lo: int, hi: int, s: int, arrival: int) -> int:
+        """Every share of the burst range ``[lo, hi)`` in one numpy pass; returns the last
+        share's end (the per-share arithmetic of the module docstring, element-wise)."""
+        d, R = self._decomposition(lo, hi)
+        refi, rcd, cl, rp, tact = self._refi, self._rcd, self._cl, self._rp, self._act
+        m = d.m
+        busy, epoch, af = self.bus_free, self.epoch, self.act_free
+        opens, acts = self.open_row, self.act_at       # (updated in place)
+        begin = np.maximum(busy, s)                         # when the share has its channel
+        begin_epoch = begin // refi
+        refreshed = epoch < begin_epoch                     # every bank precharged since
+        n_refreshed = int(np.count_nonzero(refreshed))
+        if n_refreshed == m:                    # all rows closed: every share starts cold
+            if d.touched is not None:
+                opens[...] = -1
+            same = None
+            misses, misses_total, hits = d.pairs, d.pairs_total, 0
+            t = np.maximum(af, s)               # activate (no precharge) when allowed
+        else:
+            if n_refreshed:
+                opens[refreshed] = -1
+            # Rows: a bank's first row is a hit when open; every other row visited is a miss.
+            same = opens == (d.first_rows + R if R else d.first_rows)
+            misses = d.pairs - self._row_count(same)
+            misses_total = d.pairs_total - int(np.count_nonzero(same))
+            open0 = opens.reshape(-1).take(d.b0flat)
+            act0 = acts.reshape(-1).take(d.b0flat)
+            hit0 = open0 == (d.r0 + R)
+            hits = int(np.count_nonzero(hit0))
+            # First data: a hit waits tCL; a miss precharges (no earlier than tRAS after the
+            # previous activation) when a row is open, then activates and waits tRCD + tCL.
+            if hits:
+                t_hit = act0 + rcd
+                np.maximum(t_hit, s, out=t_hit)
+            if hits < m:
+                t = act0 + self._ras
+                np.maximum(t, s, out=t)
+                t += rp
+                closed = open0 < 0
+                if np.count_nonzero(closed):
+                    t[closed] = s
+                np.maximum(t, af, out=t)
+        if hits == m:                           # t: the activation, or the read on a hit
+            t, ready = self._after(t_hit, cl, s)
+            slot, act_or_s = np.maximum(af, s + rp), s
+            rest = misses
+        elif not hits:
+            act, ready = self._after(t, rcd + cl, s)
+            slot, act_or_s = act + tact, act
+            rest = misses - 1
+        else:
+            act, ready = self._after(np.where(hit0, t_hit, t),
+                                     np.where(hit0, cl, rcd + cl), s)
+            slot = np.where(hit0, np.maximum(af, s + rp), act + tact)
+            act_or_s = np.where(hit0, s, act)
+            rest = misses - 1 + hit0
+        np.maximum(ready, busy, out=ready)
+        # Data, bounded by the activation rate and row cycle of the other activations.
+        work = d.work
+        if isinstance(rest, int):               # the same for every share
+            more = rest > 0
+            n_more = m if more else 0
+        else:
+            more = rest > 0
+            n_more = int(np.count_nonzero(more))
+        if n_more:
+            last_act = slot + (rest - 1) * tact
+            np.maximum(last_act, act_or_s + d.row_cycle, out=last_act)
+            start = self._unblock_v(ready, s)
+            bound = last_act - start
+            bound += d.first_work + (rcd + cl)
+            np.maximum(bound, work, out=bound)
+            work = bound if n_more == m else np.where(more, bound, work)
+            done = self._stretch_v(start, work, s)
+        else:
+            start, done = self._after(ready, work, s)
+        # Activation times (data-aligned estimates, exact for the first access), next slot.
+        if misses_total:
+            base = start - (rcd + cl)
+            if d.update_all or (same is None and d.touched is None):
+                np.add(base[:, None], d.offsets, out=acts)
+                np.maximum(acts, s, out=acts)
+            else:
+                t = base[:, None] + d.offsets
+                np.maximum(t, s, out=t)
+                if same is None:
+                    changed = d.touched
+                elif d.update_if_new is None:
+                    changed = ~same
+                else:
+                    changed = np.greater(d.update_if_new, same)
+                    if d.update_always is not None:
+                        changed |= d.update_always
+                np.copyto(acts, t, where=changed)
+            if hits < m:
+                moved = d.last_is_r0
+                if moved is True:
+                    moved = ~hit0 if hits else None
+                elif moved is not False:
+                    moved = moved & ~hit0 if hits else moved
+                if moved is None:
+                    acts.reshape(-1)[d.b0flat] = act
+                elif moved is not False:
+                    acts.reshape(-1)[d.b0flat[moved]] = act[moved]
+            if n_more:
+                t = base + d.max_offset
+                np.maximum(t, last_act, out=t)
+                t += tact
+                slot = t if n_more == m else np.where(more, t, slot)
+            new_af = slot if hits == 0 else np.where(misses > 0, slot, af)
+        else:
+            new_af = af
+        last_rows = d.last_rows + R if R else d.last_rows   # open-page policy
+        if d.touched is None:
+            opens[...] = last_rows
+        else:
+            np.copyto(opens, last_rows, where=d.touched)
+        # Refresh: stalls, and rows reopened after each window inside a share.
+        done_epoch = done - 1
+        done_epoch //= refi
+        windows = done_epoch - begin_epoch
+        n_windows = int(np.count_nonzero(windows))
+        self.refresh_stalls += m if s != arrival else n_windows
+        if n_windows:
+            extra = np.minimum(windows * d.nbanks, d.bursts - misses)
+            misses_total += int(extra.sum())
+        self.bus_free[...] = done
+        self.epoch[...] = done_epoch
+        self.act_free[...] = new_af
+        self.pc_busy_ps += done
+        self.pc_busy_ps -= start
+        self.activations += misses_total
+        self.row_misses += misses_total
+        self.row_hits -= misses_total
+        self.steps += 1
+        return int(done.max())

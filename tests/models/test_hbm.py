@@ -321,3 +321,255 @@ def test_analytic_row_counts_match_a_granule_by_granule_walk(sim):
                 open_row[key] = row
     assert (h.activations, h.row_hits + h.row_misses) == (acts, bursts)
     assert all(h.array.open_row[pc][bank] == row for (pc, bank), row in open_row.items())
+
+
+# -- equivalence with the recorded timing ----------------------------------------------------------
+
+GOLDEN = __import__("pathlib").Path(__file__).with_name("hbm_golden.json")
+
+
+def _mix_configs():
+    """(name, size, geometry, timing) of the models the golden mix runs on: the defaults, the
+    shipped AFD board (2.4 GHz: tCK is not a whole number of ps) and a small odd geometry with
+    frequent refresh (nothing a power of two)."""
+    from vp.spec.board_config import load_board
+    cfg = load_board("afd").hbm
+    afd_geo = HbmGeometry(stacks=cfg.stacks, channels_per_stack=cfg.channels_per_stack,
+                          pseudo_channels=cfg.pseudo_channels, banks=cfg.banks,
+                          row_bytes=cfg.row_bytes, interleave_bytes=cfg.interleave_bytes,
+                          burst_bytes=cfg.burst_bytes)
+    afd_tim = HbmTiming(clock_hz=cfg.clock, tRCD=cfg.tRCD, tCL=cfg.tCL, tRP=cfg.tRP,
+                        tRAS=cfg.tRAS, tREFI=cfg.tREFI, tRFC=cfg.tRFC,
+                        channel_bandwidth=cfg.channel_bandwidth, tRRD=cfg.tRRD, tFAW=cfg.tFAW)
+    odd_geo = HbmGeometry(stacks=3, channels_per_stack=2, pseudo_channels=1, banks=5,
+                          row_bytes=512, interleave_bytes=128, burst_bytes=32)
+    odd_tim = HbmTiming(clock_hz=1_300_000_000, tREFI=1500 * NS, tRFC=200 * NS,
+                        channel_bandwidth=7_000_000_000, tRRD=3 * NS, tFAW=20 * NS)
+    return [("default", 64 * GIB, GEO, TIM), ("afd", cfg.size, afd_geo, afd_tim),
+            ("odd", 1 * GIB, odd_geo, odd_tim)]
+
+
+def _mix(hbm, sim, seed: int, count: int):
+    """A seeded random mix of transactions through ``hbm``: sizes 1 B..32 MiB (log-uniform, with
+    the usual powers of two and unaligned lengths), sequential / random / row-aligned / nearby
+    addresses, reads and writes, arrivals chained, in flight together, jumping ahead, going back
+    (another initiator's local time), inside and just before refresh windows, the simulated
+    time moving on and one soft reset. Returns (delays, counters, state digest)."""
+    import hashlib
+    import json
+    import random as _random
+    rng = _random.Random(seed)
+    refi, rfc = hbm.timing.q("tREFI"), hbm.timing.q("tRFC")
+    g = hbm.geometry
+    period = g.n_pseudo_channels * g.interleave_bytes * g.banks * g.granules_per_row
+    size_cap = min(32 * MIB, hbm.size // 8)
+    delays, end, at, done = [], 0, refi + rfc, refi + rfc
+    for i in range(count):
+        r = rng.random()
+        if r < 0.25:
+            length = rng.choice([1, 32, 64, 100, 256, 4096, 4160, 32 * 1024, 1 * MIB, 4 * MIB])
+        else:
+            length = int(2 ** rng.uniform(0, 25.0))
+        length = max(1, min(length, size_cap))
+        r = rng.random()
+        if r < 0.35:
+            address = end                                      # sequential
+        elif r < 0.55:
+            address = rng.randrange(hbm.size // period) * period + rng.choice(
+                [0, 0, g.interleave_bytes, 64, 4096 + 100])    # row-group aligned or nearly
+        elif r < 0.65:
+            address = max(0, end - rng.randrange(1, 64 * 1024))  # overlapping the last one
+        else:
+            address = rng.randrange(hbm.size)                  # random
+        if address + length > hbm.size:
+            address = hbm.size - length
+        r = rng.random()
+        if r < 0.3:
+            pass                                               # in flight with the previous
+        elif r < 0.55:
+            at = done                                          # chained: after the previous
+        elif r < 0.7:
+            at += rng.randrange(0, 3 * refi)                   # idle gap (refreshes pass)
+        elif r < 0.8:
+            at = (at // refi + 1) * refi + rng.randrange(rfc)  # inside a refresh window
+        elif r < 0.9:
+            at = (at // refi + 1) * refi - rng.randrange(1, 60 * NS)  # just before a window
+        else:
+            at = max(hbm.now, at - rng.randrange(0, 2 * refi))  # another initiator, behind
+        at = max(at, hbm.now)
+        command = Command.WRITE if rng.random() < 0.3 else Command.READ
+        if length <= 4096 and rng.random() < 0.2:              # functional, real bytes
+            t = (Payload.write(address, np.full(length, i & 255, np.uint8))
+                 if command == Command.WRITE else Payload.read(address, length))
+            delay = hbm.b_transport(t, at - hbm.now)
+        else:
+            t = timing_only_payload(address, length, command)
+            delay = hbm.b_transport(t, at - hbm.now)
+        assert t.response == Response.OK
+        delays.append(delay)
+        done, end = hbm.now + delay, address + length
+        if i % 97 == 96:                                       # the board's time moves on
+            sim.advance(rng.randrange(0, max(1, at - hbm.now + 1)))
+        if i == count // 2:
+            hbm.reset()
+    s = hbm.array.state()
+    digest = hashlib.sha256(json.dumps(
+        [s["bus_free"], s["act_free"], s["epoch"], s["open_row"], s["act_at"], s["seen_epoch"],
+         s["channel_busy_ps"]]).encode()).hexdigest()
+    return delays, hbm.counters(), digest
+
+
+def _streams(hbm, sim, seed: int, count: int):
+    """A seeded mix shaped like DMA traffic: a few sequential streams of one transfer size
+    each (aligned and unaligned starts, sizes from 64 B to 16 MiB), issued chained or several
+    in flight, interleaved with stray small accesses, idle gaps long enough for refreshes to
+    close every row, and one soft reset. Many pseudo-channels stay in the same state here
+    (what the grouped fast paths rely on), then diverge and converge again. Returns
+    (delays, counters, state digest) like :func:`_mix`."""
+    import hashlib
+    import json
+    import random as _random
+    rng = _random.Random(seed)
+    refi = hbm.timing.q("tREFI")
+    g = hbm.geometry
+    period = g.n_pseudo_channels * g.interleave_bytes * g.banks * g.granules_per_row
+    sizes = [64, 256, 4096, 4160, 16 * 1024, 32 * 1024, 100_000, 1 * MIB, 4 * MIB, 16 * MIB]
+    sizes = [x for x in sizes if x <= hbm.size // 16]
+
+    def new_stream():
+        size = rng.choice(sizes)
+        start = rng.randrange(hbm.size // period // 2) * period + rng.choice(
+            [0, 0, 0, 4096 + 100, 64, g.interleave_bytes * rng.randrange(1, 8)])
+        return {"size": size, "next": start, "at": None}
+
+    streams = [new_stream() for _ in range(3)]
+    delays, at = [], 0                                         # (the first tREFI: no window)
+    for i in range(count):
+        r = rng.random()
+        if r < 0.04:                                           # a stray small access
+            address, length = rng.randrange(hbm.size - 4096), rng.choice([64, 200, 4096])
+            st = None
+        else:
+            st = streams[rng.randrange(len(streams))]
+            address, length = st["next"], st["size"]
+            if address + length > hbm.size:
+                st.update(new_stream())
+                address, length = st["next"], st["size"]
+        r = rng.random()
+        if r < 0.03:
+            at += rng.randrange(2 * refi, 4 * refi)            # idle: every row closed
+        elif st is not None and st["at"] is not None and r < 0.6:
+            at = max(at, st["at"])                             # chained on its stream
+        at = max(at, hbm.now)
+        command = Command.WRITE if rng.random() < 0.2 else Command.READ
+        t = timing_only_payload(address, length, command)
+        delay = hbm.b_transport(t, at - hbm.now)
+        assert t.response == Response.OK
+        delays.append(delay)
+        if st is not None:
+            st["next"], st["at"] = address + length, hbm.now + delay
+            if rng.random() < 0.02:
+                st.update(new_stream())
+        if i % 89 == 88:
+            sim.advance(rng.randrange(0, max(1, at - hbm.now + 1)))
+        if i == count // 2:
+            hbm.reset()
+    s = hbm.array.state()
+    digest = hashlib.sha256(json.dumps(
+        [s["bus_free"], s["act_free"], s["epoch"], s["open_row"], s["act_at"], s["seen_epoch"],
+         s["channel_busy_ps"]]).encode()).hexdigest()
+    return delays, hbm.counters(), digest
+
+
+MIX_COUNT = 1500
+#: golden key -> (model configuration, workload)
+GOLDEN_RUNS = {"default": ("default", _mix), "afd": ("afd", _mix), "odd": ("odd", _mix),
+               "default-streams": ("default", _streams), "afd-streams": ("afd", _streams),
+               "odd-streams": ("odd", _streams)}
+
+
+#: Ways to run the model: as shipped, and forced onto one way of computing as far as it goes.
+PATHS = {
+    "shipped": {},
+    "numpy": {"SCALAR_SHARES": 0, "GROUPS_MAX": 0, "RECUT_MAX": 0},   # numpy passes
+    "scalar": {"SCALAR_SHARES": 1 << 30, "GROUPS_MAX": 0, "RECUT_MAX": 0},  # shares one by one
+    "groups": {"VECTOR_COST": 1 << 30, "RECUT_MAX": 1 << 30},    # groups whenever possible
+}
+
+
+def _hbm_for(sim, config, path):
+    name, size, geo, tim = next(c for c in _mix_configs() if c[0] == config)
+    h = Hbm(sim, "hbm_mix", size, geometry=geo, timing=tim)
+    for attr, value in PATHS[path].items():
+        setattr(h.array, attr, value)
+    h.array.reset()
+    return h
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("run", list(GOLDEN_RUNS))
+def test_timing_equals_the_recorded_reference(sim, run, path):
+    """Every delay, the counters and the final timing state of a seeded random workload equal
+    the values recorded from the reference implementation (one share computed at a time on
+    Python lists, before the numpy and grouped fast paths) in hbm_golden.json, whichever way
+    the model is made to compute them."""
+    import json
+    golden = json.loads(GOLDEN.read_text())[run]
+    config, workload = GOLDEN_RUNS[run]
+    h = _hbm_for(sim, config, path)
+    delays, counters, digest = workload(h, sim, seed=golden["seed"], count=golden["count"])
+    bad = [(i, d, e) for i, (d, e) in enumerate(zip(delays, golden["delays"])) if d != e]
+    assert not bad, f"{len(bad)} delays differ, first (index, got, expected): {bad[:3]}"
+    assert len(delays) == len(golden["delays"])
+    assert counters == golden["counters"]
+    assert digest == golden["state_sha256"]
+
+
+def test_groups_serve_aligned_streams_share_by_share_once(hbm):
+    """A fresh model streaming aligned bursts keeps every pseudo-channel in one group: each
+    burst is one share computed on scalars and copied, not a pass over 128 shares."""
+    t = quiet()
+    for i in range(8):
+        steps = hbm.array.steps
+        t += timed(hbm, i * 4 * MIB, 4 * MIB, t)
+        assert hbm.array.steps - steps == 1 and hbm.array._cuts == [0]
+
+
+def test_snapshot_restores_the_timing_state(sim):
+    """state() is plain data; load_state() into a fresh model continues exactly as the
+    original would."""
+    import json
+    a = _hbm_for(sim, "default", "shipped")
+    _mix(a, sim, seed=5, count=200)
+    snap = json.loads(json.dumps(a.array.state()))
+    b = Hbm(sim, "hbm_copy", a.size, geometry=a.geometry, timing=a.timing)
+    b.array.load_state(snap)
+    assert b.array.state() == a.array.state()
+    for i, (offset, length) in enumerate([(0, 64), (12345, 3 * MIB), (7 * MIB, 100_000),
+                                          (1 << 30, 4096), (5, 40 * MIB)]):
+        at = a.now + i * 1000
+        assert timed(a, offset, length, at) == timed(b, offset, length, at)
+    after_a, after_b = a.array.state(), b.array.state()
+    del after_a["steps"], after_b["steps"]          # Python work: may take other paths
+    assert after_a == after_b
+    with pytest.raises(ValueError):
+        Hbm(sim, "hbm_small", 1 << 30, geometry=HbmGeometry(banks=8)).array.load_state(snap)
+    import copy
+    import pickle
+    before, at = a.array.state(), a.now + 10**7
+    results = []
+    for twin in (copy.deepcopy(a.array), pickle.loads(pickle.dumps(a.array))):
+        results.append([twin.access(999, 2 * MIB, at), twin.access(64, 64, at)])
+        assert twin.state()["bus_free"] != before["bus_free"]
+    assert results[0] == results[1]
+    assert a.array.state() == before                    # copies, not views of the original
+
+
+def test_hbm_bench_runs_and_reports_every_case():
+    """The benchmark (``python -m vp.bench.hbm_bench``) runs in its own simulator and reports
+    a wall time and a plausible simulated throughput per case (one short repetition here)."""
+    from vp.bench import hbm_bench
+    cases = [(name, size, pattern, 3) for name, size, pattern, _ in hbm_bench.CASES]
+    result = hbm_bench.run(repetitions=1, cases=cases)
+    for name, *_ in cases:
+        assert result[f"{name}_us"] > 0 and 0 < result[f"{name}_GBps"] < 5000
