@@ -54,14 +54,8 @@ BENCHES = {"kernel": "vp.bench.kernel_bench", "grpc": "vp.bench.grpc_bench",
 
 def _cmd_bench(args) -> int:
     import importlib
-    figures = importlib.import_module(BENCHES[args.what]).run()
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        width = max(map(len, figures))
-        for name, value in figures.items():
-            shown = f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
-            print(f"{name:<{width}}  {shown}")
+    from vp.bench import print_figures
+    print_figures(importlib.import_module(BENCHES[args.what]).run(), as_json=args.json)
     return 0
 
 

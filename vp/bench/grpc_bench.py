@@ -26,7 +26,7 @@ or ``npuvp bench grpc`` to print them.
 
 from __future__ import annotations
 
-import json
+from vp.bench import print_figures
 import os
 import statistics
 import time
@@ -123,8 +123,7 @@ def run(board_path: str | os.PathLike | None = None, *, repeats: int = REPEATS,
 
 
 def main() -> None:
-    figures = run()
-    print(json.dumps(figures, indent=2))
+    print_figures(run())
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import statistics
 import time
 
 from models.hbm import Hbm, timing_only_payload
+from vp.bench import print_figures
 from vp.kernel import Response, Simulator
 from vp.spec.board_config import load_board
 from vp.spec.units import KIB, MIB
@@ -129,10 +130,7 @@ def run(repetitions: int = 5, board: str = "afd", cases=CASES) -> dict:
 
 
 def main() -> None:
-    result = run()
-    width = max(map(len, result))
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
+    print_figures(run())
 
 
 if __name__ == "__main__":

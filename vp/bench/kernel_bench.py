@@ -29,6 +29,7 @@ import time
 import numpy as np
 from myhdl import Signal, Simulation, delay   # the raw baseline only; models never do this
 
+from vp.bench import print_figures
 from vp.kernel import (InitiatorSocket, MemoryTarget, Payload, QuantumKeeper, Response, Router,
                        Simulator)
 
@@ -176,10 +177,7 @@ def run(repetitions: int = 5, raw_iterations: int = 200_000, transactions: int =
 
 
 def main() -> None:
-    result = run()
-    width = max(map(len, result))
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
+    print_figures(run())
 
 
 if __name__ == "__main__":

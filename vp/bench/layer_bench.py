@@ -45,6 +45,7 @@ import yaml
 
 import drivers
 from drivers.queue import CommandQueue
+from vp.bench import print_figures
 from vp.bench.decoder_programs import DecodeWorkload, build_decode
 from vp.spec.board_config import BoardConfig, parse_board
 from vp.spec.units import SEC
@@ -336,10 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "--profile":
         profile(argv[1] if len(argv) > 1 else "70b", board=argv[2] if len(argv) > 2 else "afd")
         return
-    figures = run()
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
+    print_figures(run())
 
 
 if __name__ == "__main__":
