@@ -489,9 +489,12 @@ def test_softmax_close_to_float64(rng):
 def test_softmax_documented_formula_bits(rng):
     x = randn(rng, 2, 6, 50, scale=3.0)
     s = x * F32(0.3)
-    s = np.where(np.arange(50)[None, :] <= 40 + np.arange(6)[:, None], s, F32(-np.inf))
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    assert same_bits(nx.softmax(x, scale=0.3, causal=True, pos0=40), e / nx.row_sum(e)[..., None])
+    expected = np.zeros_like(s)
+    for r in range(6):                        # row r: its 41 + r visible columns only
+        v = s[:, r, :41 + r]
+        e = np.exp(v - v.max(axis=-1, keepdims=True))
+        expected[:, r, :41 + r] = e / nx.row_sum(e)[..., None]
+    assert same_bits(nx.softmax(x, scale=0.3, causal=True, pos0=40), expected)
 
 
 def test_softmax_rejects_negative_pos0(rng):
@@ -628,3 +631,16 @@ def test_embed_rejects_out_of_range_ids(rng):
     for bad in (10, -1):
         with pytest.raises(IndexError, match="out of range"):
             nx.embed(table, np.array([0, bad], np.int32))
+
+
+def test_causal_row_equals_the_softmax_of_its_visible_prefix():
+    """Prefill (a block of query rows with a causal mask) must give each row exactly what a
+    decode step over the same keys gives: the plain softmax of the visible prefix."""
+    rng = np.random.default_rng(17)
+    for rows, cols, pos0 in ((24, 24, 0), (7, 40, 20), (5, 5, 9), (1, 33, 32)):
+        x = rng.standard_normal((3, rows, cols)).astype(np.float32)
+        y = nx.softmax(x, scale=0.3, causal=True, pos0=pos0)
+        for r in range(rows):
+            n = min(cols, pos0 + r + 1)
+            assert np.array_equal(y[:, r, :n], nx.softmax(x[:, r, :n], scale=0.3))
+            assert not y[:, r, n:].any()

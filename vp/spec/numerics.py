@@ -297,13 +297,17 @@ def softmax(x, *, scale=1.0, causal=False, pos0=0) -> np.ndarray:
     """Row softmax of x (..., R, C) or (C,), in fp32::
 
         s = x * float32(scale)
-        causal: s[r, j] = -inf for j > pos0 + r          (row r sees columns <= pos0 + r)
+        causal: row r sees columns j <= pos0 + r only; y[r, j] = 0 for the others, and the
+                row's max and row_sum run over its visible columns alone
         m = max_j s[r, j]                                (exact)
-        e = exp(s - m)                                   (numpy float32 exp; exp(-inf) = 0)
+        e = exp(s - m)                                   (numpy float32 exp)
         y = e / row_sum(e)                               (one fp32 divide per element)
 
-    Rows are independent, so any split of R gives the same bits if a part starting at row
-    r0 is called with ``pos0 + r0``. Columns are not split (the row must be whole).
+    A causal row therefore equals the plain softmax of its visible prefix bit for bit: a
+    prefill block of T query rows gives each row exactly what a decode step over the same
+    keys gives (row_sum's grouping depends on the row length, so masked zeros must not take
+    part). Rows are independent, so any split of R gives the same bits if a part starting at
+    row r0 is called with ``pos0 + r0``. Columns are not split (the row must be whole).
     Leading axes (e.g. heads) all use the same row index r. ``pos0`` must be >= 0, so every
     causal row keeps at least column 0.
     """
@@ -313,14 +317,31 @@ def softmax(x, *, scale=1.0, causal=False, pos0=0) -> np.ndarray:
     if causal and pos0 < 0:
         raise ValueError(f"softmax: pos0 must be >= 0, got {pos0}")
     s = np.multiply(x, F32(scale))                             # (..., R, C), a new array
-    if causal:
-        rows = 1 if s.ndim == 1 else s.shape[-2]
-        cols = s.shape[-1]
-        visible = np.arange(cols)[None, :] <= (pos0 + np.arange(rows))[:, None]  # (R, C)
-        np.copyto(s, F32(-np.inf), where=~visible.reshape(s.shape[-2:] if s.ndim > 1 else -1))
+    if not causal:
+        return _softmax_rows(s)
+    if s.ndim == 1:
+        s = s[None, :]
+        return _causal_softmax(s, pos0)[0]
+    return _causal_softmax(s, pos0)
+
+
+def _softmax_rows(s: np.ndarray) -> np.ndarray:
     m = s.max(axis=-1, keepdims=True)                          # (..., R, 1)
     e = np.exp(s - m)                                          # (..., R, C)
     return e / row_sum(e)[..., None]
+
+
+def _causal_softmax(s: np.ndarray, pos0: int) -> np.ndarray:
+    """Row r of s (..., R, C) over its first pos0 + r + 1 columns; zeros after them."""
+    rows, cols = s.shape[-2], s.shape[-1]
+    out = np.zeros_like(s)
+    full = max(0, min(rows, cols - pos0 - 1))     # rows before this one see a prefix only
+    for r in range(full):                         # one call per distinct prefix length
+        n = pos0 + r + 1
+        out[..., r, :n] = _softmax_rows(s[..., r, :n])
+    if full < rows:                               # every later row sees all columns
+        out[..., full:, :] = _softmax_rows(s[..., full:, :])
+    return out
 
 
 def _norm_operands(x, op: str, *vectors):
