@@ -7,17 +7,17 @@ measures (medians of several repetitions):
 * ``reg_ops_per_s`` -- register reads per second in batches of ``REG_BATCH`` ops (reads of
   ``id.SCRATCH``, a valid register), i.e. round trips x ops per batch. Target >= 50,000.
 * ``write_gb_per_s`` / ``read_gb_per_s`` -- bulk host->HBM and HBM->host copies of one
-  ``BUFFER_BYTES`` buffer (GB = 10**9 bytes), streamed in ``MEM_CHUNK_BYTES`` chunks; reads
-  land in a reused host buffer (``read_mem(..., out=)``), as a driver reads into a pinned
-  buffer. Target >= 1 GB/s.
-* ``read_fresh_gb_per_s`` -- the same read returning a newly allocated array.
-* ``shm_write_gb_per_s`` / ``shm_read_gb_per_s`` -- the same transfers through the shared-memory
-  window the transport uses by default when the board is on this machine (DESIGN.md §5): gRPC
-  carries only a small control message per request.
+  ``BUFFER_BYTES`` buffer (GB = 10**9 bytes) the way the gRPC transport moves them to a board on
+  this machine by default: through the shared-memory window (DESIGN.md §5), gRPC carrying one
+  small control message per request. Reads land in a reused host buffer
+  (``read_mem(..., out=)``), as a driver reads into a pinned buffer. Target >= 1 GB/s.
+* ``stream_write_gb_per_s`` / ``stream_read_gb_per_s`` -- the same transfers streamed over gRPC
+  in ``MEM_CHUNK_BYTES`` chunks (``grpc://...?shm=0``; what a remote host gets);
+  ``stream_read_fresh_gb_per_s`` returns a newly allocated array.
 * ``memcpy_gb_per_s`` -- a numpy copy of the same buffer into an already-touched buffer in
   this process, in the same run: the machine's ceiling, to read the link figures against.
 * ``memcpy_fresh_gb_per_s`` -- the same copy into newly allocated memory (``np.array``): what
-  page faults cost on this machine; ``read_fresh_gb_per_s`` pays this too (on VMs that hand
+  page faults cost on this machine; ``stream_read_fresh_gb_per_s`` pays this too (on VMs that hand
   freed memory back to the host it can be several times slower).
 
 Wall-clock figures of the simulator, not simulated time. Run ``python -m vp.bench.grpc_bench``
@@ -26,7 +26,6 @@ or ``npuvp bench grpc`` to print them.
 
 from __future__ import annotations
 
-from vp.bench import print_figures
 import os
 import statistics
 import time
@@ -34,6 +33,7 @@ import time
 import numpy as np
 
 from drivers.transport_grpc import GrpcTransport
+from vp.bench import print_figures
 from vp.server import server_subprocess
 from vp.spec.host import MEM_CHUNK_BYTES, RegOp
 from vp.spec.regmap import REGMAP
@@ -105,11 +105,11 @@ def run(board_path: str | os.PathLike | None = None, *, repeats: int = REPEATS,
     med = {k: statistics.median(v) for k, v in f.items()}
     return {
         "reg_ops_per_s": med["reg"],
-        "write_gb_per_s": med["write"],
-        "read_gb_per_s": med["read"],
-        "read_fresh_gb_per_s": med["read_fresh"],
-        "shm_write_gb_per_s": med["shm_write"],
-        "shm_read_gb_per_s": med["shm_read"],
+        "write_gb_per_s": med["shm_write"],
+        "read_gb_per_s": med["shm_read"],
+        "stream_write_gb_per_s": med["write"],
+        "stream_read_gb_per_s": med["read"],
+        "stream_read_fresh_gb_per_s": med["read_fresh"],
         "memcpy_gb_per_s": med["memcpy"],
         "memcpy_fresh_gb_per_s": med["fresh"],
         "reg_batch_us": REG_BATCH / med["reg"] * 1e6,
