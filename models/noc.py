@@ -73,6 +73,18 @@ _DIRS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 COUNTERS = ("transactions", "packets", "bytes", "byte_hops", "queue_ps", "address_errors")
 
 
+class _CyclesPs:
+    """``ps[k]``: ps of k cycles (rounded up) for any k, like the small-k table."""
+
+    __slots__ = ("clock_hz",)
+
+    def __init__(self, clock_hz: int):
+        self.clock_hz = clock_hz
+
+    def __getitem__(self, k: int) -> int:
+        return -(-k * SEC // self.clock_hz)
+
+
 class _Port:
     """The forward interface of one initiator's entry port at node ``src`` (a node id)."""
 
@@ -122,6 +134,9 @@ class Noc(Module):
         self.flit_bytes, self.clock_hz = flit_bytes, clock_hz
         self.buffer_flits = buffer_flits
         self.n_nodes = mesh_x * mesh_y
+        # ps of k cycles, ceil(k * SEC / clock), by table for the common small k (hot path).
+        self._cycles_ps = [-(-k * SEC // clock_hz) for k in range(1 << 14)]
+        self._ps_of = _CyclesPs(clock_hz)
         self._decoder = Router(self, "decode")
         # Revocations from any target reach every port's initiators through this socket.
         self._up = InitiatorSocket(f"{self.full_name}.up", on_invalidate=self._invalidate)
@@ -218,33 +233,35 @@ class Noc(Module):
         """Time one packet injected at ``t0`` (ps); update channels and counters; returns the
         time its tail leaves the ejection port (ps)."""
         chans = self._routes.get((src, dst)) or self.channels(src, dst)
-        S, D, clk, busy = self.flits(nbytes), self._hop, self.clock_hz, self.busy_until
+        S = self.flits(nbytes)
+        D, busy, link_busy = self._hop, self.busy_until, self.link_busy_cycles
+        ps = self._cycles_ps if S + len(chans) * D < len(self._cycles_ps) else self._ps_of
         last = len(chans) - 1
         # The head's time is base + k cycles; a stall restarts the count at the channel's
         # busy-until, so a contention-free stretch converts cycles to ps exactly once.
-        base, k, marks = t0, 0, []
+        base, k = t0, 0
+        marks = [] if self.buffer_flits is not None else None
         for i, c in enumerate(chans):
-            if busy[c] > base + -(-k * SEC // clk):
+            if busy[c] > base + ps[k]:
                 base, k = busy[c], 0
-            busy[c] = base + -(-(k + S) * SEC // clk)     # claimed for S cycles
-            marks.append(busy[c])
+            busy[c] = base + ps[k + S]                    # claimed for S cycles
+            link_busy[c] += S
+            if marks is not None:
+                marks.append(busy[c])
             if 0 < i < last:
                 k += D
         arrival = busy[chans[last]]
-        if self.buffer_flits is not None:
+        if marks is not None:
             # Wormhole backpressure: a channel is held until the tail can move downstream.
             e = arrival
             for i in range(last - 1, -1, -1):
                 e = busy[chans[i]] = max(marks[i], e - self._hold_ps[i > 0])
-        link_busy = self.link_busy_cycles
-        for c in chans:
-            link_busy[c] += S
         hops = last - 1
         cnt = self.count
         cnt["packets"] += 1
         cnt["bytes"] += nbytes
         cnt["byte_hops"] += nbytes * hops
-        cnt["queue_ps"] += arrival - t0 - -(-(hops * D + S) * SEC // clk)
+        cnt["queue_ps"] += arrival - t0 - ps[hops * D + S]
         return arrival
 
     # -- address map ------------------------------------------------------------------------
