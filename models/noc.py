@@ -86,7 +86,8 @@ class _CyclesPs:
 
 
 class _Port:
-    """The forward interface of one initiator's entry port at node ``src`` (a node id)."""
+    """The forward interface of one initiator's entry port: agent ``src`` (its own local
+    injection and ejection channels at its node)."""
 
     __slots__ = ("noc", "src", "socket")
 
@@ -141,9 +142,15 @@ class Noc(Module):
         # Revocations from any target reach every port's initiators through this socket.
         self._up = InitiatorSocket(f"{self.full_name}.up", on_invalidate=self._invalidate)
         self._up.bind(self._decoder.target_socket)
-        self._targets: dict[int, tuple[int, InitiatorSocket]] = {}   # base -> (node id, socket)
+        # base -> (agents at its nodes, socket, interleave granule in bytes)
+        self._targets: dict[int, tuple[tuple[int, ...], InitiatorSocket, int]] = {}
         self._ports: dict[str, _Port] = {}
         self._routes: dict[tuple[int, int], tuple[int, ...]] = {}    # channel ids, cached
+        # Agents: every node's own port (agents 0..n-1, channels 4n+node and 5n+node), then one
+        # per initiator port and per target attachment, each with its own local channels.
+        self._agent_node = list(range(self.n_nodes))
+        self._inject = [4 * self.n_nodes + n for n in range(self.n_nodes)]
+        self._eject = [5 * self.n_nodes + n for n in range(self.n_nodes)]
         self.reset()
 
     @classmethod
@@ -187,33 +194,55 @@ class Noc(Module):
         return (x, y), (x + _DIRS[d][0], y + _DIRS[d][1])
 
     def channel_name(self, channel: int) -> str:
-        """Readable name: ``'(0,0)->(1,0)'``, ``'inject(0,0)'`` or ``'eject(0,0)'``."""
+        """Readable name: ``'(0,0)->(1,0)'``, ``'inject(0,0)#5'`` or ``'eject(0,0)#5'`` (a
+        local port of agent 5 at node (0,0))."""
         if channel < 4 * self.n_nodes:
             a, b = self.link_nodes(channel)
             return f"({a[0]},{a[1]})->({b[0]},{b[1]})"
-        kind, nid = divmod(channel - 4 * self.n_nodes, self.n_nodes)
-        x, y = self.node_xy(nid)
-        return f"{('inject', 'eject')[kind]}({x},{y})"
+        for kind, ports in (("inject", self._inject), ("eject", self._eject)):
+            if channel in ports:
+                agent = ports.index(channel)
+                x, y = self.node_xy(self._agent_node[agent])
+                return f"{kind}({x},{y})#{agent}"
+        raise ValueError(f"{self.full_name}: no channel {channel}")
 
     def channels(self, src: int, dst: int) -> tuple[int, ...]:
         """Indices into ``busy_until`` / ``link_busy_cycles`` of the path between node ids
-        ``src`` and ``dst``: injection port, XY links, ejection port."""
-        key = (src, dst)
-        chans = self._routes.get(key)
+        ``src`` and ``dst``: the nodes' own injection port, XY links, ejection port."""
+        return self._path(src, dst)           # agents 0..n-1 are the nodes' own ports
+
+    def _links(self, src: int, dst: int) -> list[int]:
+        (x, y), (x1, y1) = self.node_xy(src), self.node_xy(dst)
+        links = []
+        while x != x1:
+            d = 0 if x1 > x else 1
+            links.append((y * self.mesh_x + x) * 4 + d)
+            x += _DIRS[d][0]
+        while y != y1:
+            d = 2 if y1 > y else 3
+            links.append((y * self.mesh_x + x) * 4 + d)
+            y += _DIRS[d][1]
+        return links
+
+    def _path(self, src: int, dst: int) -> tuple[int, ...]:
+        """Channels from agent ``src`` to agent ``dst``: src's injection port, the XY links
+        between their nodes, dst's ejection port (cached)."""
+        chans = self._routes.get((src, dst))
         if chans is None:
-            (x, y), (x1, y1) = self.node_xy(src), self.node_xy(dst)
-            links = []
-            while x != x1:
-                d = 0 if x1 > x else 1
-                links.append((y * self.mesh_x + x) * 4 + d)
-                x += _DIRS[d][0]
-            while y != y1:
-                d = 2 if y1 > y else 3
-                links.append((y * self.mesh_x + x) * 4 + d)
-                y += _DIRS[d][1]
-            n = self.n_nodes
-            chans = self._routes[key] = (4 * n + src, *links, 5 * n + dst)
+            links = self._links(self._agent_node[src], self._agent_node[dst])
+            chans = self._routes[(src, dst)] = (self._inject[src], *links, self._eject[dst])
         return chans
+
+    def _add_agent(self, nid: int) -> int:
+        """A new attachment (an initiator's port, a target's controller) at node ``nid`` with
+        its own injection and ejection channels, as a router's local ports are per agent."""
+        agent = len(self._agent_node)
+        self._agent_node.append(nid)
+        for ports in (self._inject, self._eject):
+            ports.append(len(self.busy_until))
+            self.busy_until.append(0)
+            self.link_busy_cycles.append(0)
+        return agent
 
     # -- timing -----------------------------------------------------------------------------
     def flits(self, nbytes: int) -> int:
@@ -230,9 +259,9 @@ class Noc(Module):
         return cycles_to_ps(self.zero_load_cycles(src, dst, nbytes), self.clock_hz)
 
     def _send(self, src: int, dst: int, nbytes: int, t0: int) -> int:
-        """Time one packet injected at ``t0`` (ps); update channels and counters; returns the
-        time its tail leaves the ejection port (ps)."""
-        chans = self._routes.get((src, dst)) or self.channels(src, dst)
+        """Time one packet from agent ``src`` to agent ``dst`` injected at ``t0`` (ps); update
+        channels and counters; returns the time its tail leaves the ejection port (ps)."""
+        chans = self._routes.get((src, dst)) or self._path(src, dst)
         S = self.flits(nbytes)
         D, busy, link_busy = self._hop, self.busy_until, self.link_busy_cycles
         ps = self._cycles_ps if S + len(chans) * D < len(self._cycles_ps) else self._ps_of
@@ -276,26 +305,27 @@ class Noc(Module):
         that node's route (nodes holding none of them see no packet), and completes when the
         last share does."""
         nodes = node if isinstance(node, list) else [node]
-        nids = tuple(self.node_id(n) for n in nodes)
+        nids = [self.node_id(n) for n in nodes]
         sock = self._decoder.map(base, size, target, name)
-        self._targets[base] = (nids, sock, interleave_bytes)
+        self._targets[base] = (tuple(self._add_agent(n) for n in nids), sock, interleave_bytes)
         return sock
 
     def ranges(self) -> list[tuple[str, int, int, tuple[int, int]]]:
         """(name, base, size, node) of every mapping, in address order."""
-        return [(n, b, s, self.node_xy(self._targets[b][0][0]))
+        return [(n, b, s, self.node_xy(self._agent_node[self._targets[b][0][0]]))
                 for n, b, s in self._decoder.ranges()]
 
     def node_of(self, address: int, length: int = 1) -> tuple[int, int] | None:
         """The node of the target holding ``[address, address + length)``, or None."""
         hit = self._decoder.decode(address, max(length, 1))
-        return None if hit is None else self.node_xy(self._targets[hit[1]][0][0])
+        return None if hit is None else \
+            self.node_xy(self._agent_node[self._targets[hit[1]][0][0]])
 
     def port(self, node, name: str) -> TargetSocket:
         """A new entry port at ``node`` for one initiator to bind to."""
         if name in self._ports:
             raise ValueError(f"{self.full_name} already has a port named {name!r}")
-        port = self._ports[name] = _Port(self, self.node_id(node), name)
+        port = self._ports[name] = _Port(self, self._add_agent(self.node_id(node)), name)
         return port.socket
 
     # -- forward path -----------------------------------------------------------------------
@@ -349,7 +379,8 @@ class Noc(Module):
         region = self._up.get_direct_mem_ptr(trans)
         if region is None:
             return None
-        dst = self._targets[self._decoder.decode(trans.address)[1]][0][0]
+        dst = self._agent_node[self._targets[self._decoder.decode(trans.address)[1]][0][0]]
+        src = self._agent_node[src]
         there, back = (self.zero_load_ps(src, dst, 1), self.zero_load_ps(dst, src, 1))
         return replace(region, read_latency_ps=region.read_latency_ps + there + back,
                        write_latency_ps=region.write_latency_ps + there)
@@ -361,7 +392,7 @@ class Noc(Module):
     # -- state ------------------------------------------------------------------------------
     def reset(self) -> None:
         """All channels idle, counters zero (the address map and ports stay)."""
-        channels = 6 * self.n_nodes       # 4 link directions per router + injection + ejection
+        channels = 4 * self.n_nodes + 2 * len(self._agent_node)   # links + local ports
         self.busy_until = [0] * channels
         self.link_busy_cycles = [0] * channels
         self.count = dict.fromkeys(COUNTERS, 0)
