@@ -74,6 +74,10 @@ class Counters(dict):
         return dict(self)
 
 
+#: The elementwise activations of the vector unit, by opcode name.
+_ACTIVATIONS = {"GELU": numerics.gelu, "GELU_ERF": numerics.gelu_erf, "SILU": numerics.silu}
+
+
 class Core(SyncInstructions, Module):
     """One core. Times in ps, sizes in bytes; ``params`` from the board file."""
 
@@ -104,6 +108,7 @@ class Core(SyncInstructions, Module):
         self._ops = {"LOAD": self._load, "STORE": self._store, "SEND": self._send,
                      "RECV": self._recv, "GEMM": self._gemm, "ADD": self._binary,
                      "MUL": self._binary, "SCALE": self._unary, "GELU": self._unary,
+                     "GELU_ERF": self._unary,
                      "SILU": self._unary, "SOFTMAX": self._softmax, "LAYERNORM": self._norm,
                      "RMSNORM": self._norm, "ROPE": self._rope, "EMBED": self._embed,
                      "CONVERT": self._convert, "SEM_SIGNAL": self._sem_signal,
@@ -380,8 +385,7 @@ class Core(SyncInstructions, Module):
         self._check(out, 4 * n, 4)
         if not self.timing_only and n:
             x = self._view(a, n, _F32)
-            y = numerics.scale(x, d[4]) if d.op == "SCALE" else \
-                (numerics.gelu(x) if d.op == "GELU" else numerics.silu(x))
+            y = numerics.scale(x, d[4]) if d.op == "SCALE" else _ACTIVATIONS[d.op](x)
             self._view(out, n, _F32)[:] = y
         return self._vector(d.op, n, vector_bytes(d.op, n), 4 * n)
 

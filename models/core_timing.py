@@ -42,11 +42,13 @@ ISSUE_CYCLES = 1
 #: RMSNORM      5  square, sum, rsqrt (amortised), multiply, multiply by gamma
 #: ROPE         6  two products, an add or subtract, cos and sin (amortised over heads)
 #: GELU         8  x², x³, fma-like poly, multiply, tanh (~3), add, two multiplies
+#: GELU_ERF    10  scale, erfc (a rational approximation, ~7), two multiplies
 #: LAYERNORM    8  sum, subtract, square, sum, rsqrt, divide, gamma, beta
 #: ========== === ==============================================================
 OPS_PER_ELEMENT: dict[str, int] = {
     "ADD": 1, "MUL": 1, "SCALE": 1, "CONVERT": 1, "EMBED": 1,
     "SILU": 4, "SOFTMAX": 5, "RMSNORM": 5, "ROPE": 6, "GELU": 8, "LAYERNORM": 8,
+    "GELU_ERF": 10,
 }
 
 GEMM_MODES = ("ws", "pipelined")
@@ -161,7 +163,7 @@ def vector_bytes(op: str, elements: int, *, rows: int = 1, cols: int = 0, in_byt
         return 4 * rows + 4 * elements
     if op == "CONVERT":
         return (in_bytes + out_bytes) * elements
-    return 2 * 4 * elements          # SCALE, GELU, SILU, SOFTMAX: read a, write out
+    return 2 * 4 * elements          # SCALE, GELU, GELU_ERF, SILU, SOFTMAX: read a, write out
 
 
 # -- roofline and the combined cost ------------------------------------------------------------

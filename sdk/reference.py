@@ -2,8 +2,7 @@
 
 This file *defines the model numerics* (DESIGN.md §6): the virtual board in functional mode
 must reproduce these logits and embeddings bit for bit. Every arithmetic op is a call into
-``vp.spec.numerics`` (the same functions the core models execute), except :func:`gelu_erf`,
-which numerics does not have yet (see its docstring). Shapes in comments use
+``vp.spec.numerics`` (the same functions the core models execute). Shapes in comments use
 ``T`` tokens of one sequence, ``R`` rows of a batch (all sequences' new tokens stacked),
 ``D`` d_model, ``H`` query heads, ``KV`` key/value heads, ``hd`` head_dim, ``F`` d_ff,
 ``L`` keys visible in the cache, ``V`` vocabulary.
@@ -45,7 +44,6 @@ Other conventions
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -64,34 +62,8 @@ F32 = np.float32
 
 # ---------------------------------------------------------------------------------- ops
 
-_erfc = np.frompyfunc(math.erfc, 1, 1)
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-
-
-def gelu_erf(x) -> np.ndarray:
-    """Exact (erf) GELU, as BERT's ``hidden_act="gelu"`` (torch ``F.gelu``), fp32 in and out.
-
-    Not in ``vp.spec.numerics`` yet (numerics.gelu is GPT-2's tanh approximation), so it is
-    defined here; it should move to numerics so the board can run it. Definition: each fp32
-    ``x`` is widened exactly to float64 and ::
-
-        y = float32( (0.5 * x) * erfc(-(x * (1/sqrt(2)))) )       # float64, left to right
-
-    ``erfc(-z) = 1 + erf(z)`` without the cancellation of ``1 + erf`` for negative x, so the
-    float64 value is within a few float64 ulps of the true GELU everywhere; ``erfc`` is
-    Python's ``math.erfc`` (the C library's double erfc), ``1/sqrt(2)`` the float64 constant,
-    and the one final rounding is to nearest-even fp32. Elementwise, so a value's bits never
-    depend on its position. The result is the correctly rounded fp32 GELU except when the
-    true value lies within ~2^-50 (relative) of an fp32 rounding tie, so C libraries agree
-    on all but ~1 in 2^25 inputs. Speed: ~0.1 µs per element (one Python call each), fine
-    for the tiny and small models the reference runs.
-    """
-    x = np.asarray(x)
-    if x.dtype != np.float32:
-        raise TypeError(f"gelu_erf: expected a float32 array, got {x.dtype}")
-    x64 = x.astype(np.float64)
-    c = _erfc(-(x64 * _INV_SQRT2)).astype(np.float64) if x.size else x64
-    return np.ascontiguousarray(((0.5 * x64) * c).astype(np.float32))
+#: Exact (erf) GELU: the shared definition the cores run (GELU_ERF instruction).
+gelu_erf = nx.gelu_erf
 
 
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:

@@ -773,3 +773,18 @@ def test_performance_mode_speed(sim):
     print(f"\nperformance mode: {wall / n * 1e6:.1f} us per instruction ({n} instructions)")
     assert n == 3 * (4 * 600 + 1)
     assert wall / n < 200e-6
+
+
+def test_gelu_erf_instruction_matches_the_numerics(rig):
+    n = 96
+    x = rng(21).standard_normal(n).astype(np.float32) * 3
+    rig.write(DATA, x)
+    p = isa.Program()
+    load(p, DATA, 0, x.nbytes)
+    p.GELU_ERF(n=n, a=0, out=0x1000)
+    p.END()
+    rig.launch(0, p)
+    rig.run()
+    core = rig.cores[0]
+    assert core.error == 0
+    assert np.array_equal(core.sram.view(0x1000, n, np.float32), nx.gelu_erf(x))

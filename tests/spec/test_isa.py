@@ -72,7 +72,7 @@ def test_spec_tables_are_complete():
     assert [s.name for s in PACKETS] == ["NOP", "LAUNCH", "WAIT_CORES", "DMA", "SEM_SIGNAL",
                                          "SEM_WAIT", "FENCE", "TIMESTAMP", "IRQ"]
     assert {s.name for s in INSTRUCTIONS} == {
-        "LOAD", "STORE", "SEND", "RECV", "GEMM", "ADD", "MUL", "SCALE", "GELU", "SILU",
+        "LOAD", "STORE", "SEND", "RECV", "GEMM", "ADD", "MUL", "SCALE", "GELU", "GELU_ERF", "SILU",
         "SOFTMAX", "LAYERNORM", "RMSNORM", "ROPE", "EMBED", "CONVERT", "SEM_SIGNAL", "SEM_WAIT",
         "BARRIER", "END"}
     assert PACKETS["LAUNCH"].field_names == ("core_mask", "program", "arg")

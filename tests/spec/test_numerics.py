@@ -644,3 +644,13 @@ def test_causal_row_equals_the_softmax_of_its_visible_prefix():
             n = min(cols, pos0 + r + 1)
             assert np.array_equal(y[:, r, :n], nx.softmax(x[:, r, :n], scale=0.3))
             assert not y[:, r, n:].any()
+
+
+def test_gelu_erf_is_exact_gelu_and_elementwise(rng):
+    x = randn(rng, 3, 257, scale=4.0)
+    y = nx.gelu_erf(x)
+    ref = 0.5 * x.astype(np.float64) * np.array(
+        [math.erfc(-v / math.sqrt(2.0)) for v in x.astype(np.float64).ravel()]).reshape(x.shape)
+    assert np.abs(y - ref).max() <= 1e-6 * np.abs(ref).max() + 1e-30
+    assert same_bits(nx.gelu_erf(x[1:2, 5:9]), y[1:2, 5:9])       # position-independent
+    assert nx.gelu_erf(np.float32([-20.0]))[0] == 0.0 and nx.gelu_erf(np.float32([0.0]))[0] == 0.0

@@ -385,6 +385,9 @@ INSTRUCTION_TABLE: tuple[OpSpec, ...] = (
         _u32("n", _N), _sram("a", "n fp32"), _sram("out", "n fp32"))),
     OpSpec(0x24, "SILU", "out[i] = a[i] · sigmoid(a[i]), fp32.", (
         _u32("n", _N), _sram("a", "n fp32"), _sram("out", "n fp32"))),
+    OpSpec(0x2B, "GELU_ERF", "out[i] = exact (erf) gelu(a[i]), fp32, as BERT uses "
+           "(definition: vp.spec.numerics.gelu_erf).", (
+               _u32("n", _N), _sram("a", "n fp32"), _sram("out", "n fp32"))),
     OpSpec(0x25, "SOFTMAX", "Row-wise softmax of scale·a, fp32; with `causal`, column c of "
            "row r is masked (probability 0) when c > pos0 + r.", (
                _u32("rows", _ROWS), _u32("cols", _COLS),

@@ -252,6 +252,28 @@ def gelu(x) -> np.ndarray:
         return (F32(0.5) * x) * (F32(1.0) + np.tanh(u))
 
 
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+
+
+def gelu_erf(x) -> np.ndarray:
+    """Exact (erf) GELU, as BERT's ``hidden_act="gelu"`` (torch ``F.gelu``), fp32 in and out.
+    Each fp32 ``x`` is widened exactly to float64 and::
+
+        y = float32( (0.5 * x) * erfc(-(x * (1/sqrt(2)))) )       # float64, left to right
+
+    ``erfc(-z) = 1 + erf(z)`` without the cancellation of ``1 + erf`` for negative x;
+    ``erfc`` is the C library's double erfc (``math.erfc``), the one final rounding is to
+    nearest-even fp32. Elementwise, so a value's bits never depend on its position; correctly
+    rounded except within ~2^-50 of an fp32 tie (C libraries agree on all but ~1 in 2^25
+    inputs). About 0.1 µs per element.
+    """
+    x = _f32(x, "gelu_erf")
+    x64 = x.astype(np.float64)
+    c = _erfc(-(x64 * _INV_SQRT2)).astype(np.float64) if x.size else x64
+    return np.ascontiguousarray(((0.5 * x64) * c).astype(np.float32))
+
+
 def silu(x) -> np.ndarray:
     """``y = x * (1 / (1 + exp(-x)))`` in fp32, each step rounded; exp = numpy float32 exp.
 

@@ -67,7 +67,7 @@ def _cases(quick: bool, table: int):
         for op in ("ADD", "MUL"):
             yield op, op, dict(n=n, a=0, b=r, out=2 * r), n, 12 * n, "vector", f"n={n}"
         yield "SCALE", "SCALE", dict(n=n, a=0, out=r, factor=0.5), n, 8 * n, "vector", f"n={n}"
-        for op in ("GELU", "SILU"):
+        for op in ("GELU", "GELU_ERF", "SILU"):
             yield op, op, dict(n=n, a=0, out=r), n, 8 * n, "vector", f"n={n}"
         yield ("CONVERT fp32→bf16", "CONVERT", dict(n=n, a=0, out=r, from_dtype="FP32",
                                                     to_dtype="BF16", scale=1.0),
