@@ -56,6 +56,18 @@ def _counter(name: str, doc: str) -> property:
     return property(lambda self: getattr(self.array, name), doc=doc)
 
 
+
+def geometry_and_timing(cfg) -> tuple[HbmGeometry, HbmTiming]:
+    """The model's geometry and timing from a board file's ``hbm`` section."""
+    geometry = HbmGeometry(stacks=cfg.stacks, channels_per_stack=cfg.channels_per_stack,
+                           pseudo_channels=cfg.pseudo_channels, banks=cfg.banks,
+                           row_bytes=cfg.row_bytes, interleave_bytes=cfg.interleave_bytes,
+                           burst_bytes=cfg.burst_bytes)
+    timing = HbmTiming(clock_hz=cfg.clock, tRCD=cfg.tRCD, tCL=cfg.tCL, tRP=cfg.tRP,
+                       tRAS=cfg.tRAS, tREFI=cfg.tREFI, tRFC=cfg.tRFC,
+                       channel_bandwidth=cfg.channel_bandwidth, tRRD=cfg.tRRD, tFAW=cfg.tFAW)
+    return geometry, timing
+
 class Hbm(Module):
     """``size`` bytes of HBM organised by ``geometry`` and timed by ``timing``.
 
@@ -79,13 +91,7 @@ class Hbm(Module):
     @classmethod
     def from_config(cls, parent, name: str, cfg) -> "Hbm":
         """The HBM a board file's ``hbm`` section describes (``vp.spec.board_config.HbmConfig``)."""
-        geometry = HbmGeometry(stacks=cfg.stacks, channels_per_stack=cfg.channels_per_stack,
-                               pseudo_channels=cfg.pseudo_channels, banks=cfg.banks,
-                               row_bytes=cfg.row_bytes, interleave_bytes=cfg.interleave_bytes,
-                               burst_bytes=cfg.burst_bytes)
-        timing = HbmTiming(clock_hz=cfg.clock, tRCD=cfg.tRCD, tCL=cfg.tCL, tRP=cfg.tRP,
-                           tRAS=cfg.tRAS, tREFI=cfg.tREFI, tRFC=cfg.tRFC,
-                           channel_bandwidth=cfg.channel_bandwidth, tRRD=cfg.tRRD, tFAW=cfg.tFAW)
+        geometry, timing = geometry_and_timing(cfg)
         return cls(parent, name, cfg.size, geometry=geometry, timing=timing)
 
     # -- introspection -----------------------------------------------------------------------

@@ -332,15 +332,10 @@ def _mix_configs():
     """(name, size, geometry, timing) of the models the golden mix runs on: the defaults, the
     shipped AFD board (2.4 GHz: tCK is not a whole number of ps) and a small odd geometry with
     frequent refresh (nothing a power of two)."""
+    from models.hbm import geometry_and_timing
     from vp.spec.board_config import load_board
     cfg = load_board("afd").hbm
-    afd_geo = HbmGeometry(stacks=cfg.stacks, channels_per_stack=cfg.channels_per_stack,
-                          pseudo_channels=cfg.pseudo_channels, banks=cfg.banks,
-                          row_bytes=cfg.row_bytes, interleave_bytes=cfg.interleave_bytes,
-                          burst_bytes=cfg.burst_bytes)
-    afd_tim = HbmTiming(clock_hz=cfg.clock, tRCD=cfg.tRCD, tCL=cfg.tCL, tRP=cfg.tRP,
-                        tRAS=cfg.tRAS, tREFI=cfg.tREFI, tRFC=cfg.tRFC,
-                        channel_bandwidth=cfg.channel_bandwidth, tRRD=cfg.tRRD, tFAW=cfg.tFAW)
+    afd_geo, afd_tim = geometry_and_timing(cfg)
     odd_geo = HbmGeometry(stacks=3, channels_per_stack=2, pseudo_channels=1, banks=5,
                           row_bytes=512, interleave_bytes=128, burst_bytes=32)
     odd_tim = HbmTiming(clock_hz=1_300_000_000, tREFI=1500 * NS, tRFC=200 * NS,
