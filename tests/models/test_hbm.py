@@ -8,6 +8,9 @@ burst, so they are the row formula plus one burst transfer time, and the tests s
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import time
 
 import numpy as np
@@ -344,14 +347,20 @@ def _mix_configs():
             ("odd", 1 * GIB, odd_geo, odd_tim)]
 
 
+
+def state_digest(hbm) -> str:
+    """SHA-256 of the HBM timing state (open rows, busy and activation times, refresh epoch)."""
+    s = hbm.array.state()
+    return hashlib.sha256(json.dumps(
+        [s["bus_free"], s["act_free"], s["epoch"], s["open_row"], s["act_at"], s["seen_epoch"],
+         s["channel_busy_ps"]]).encode()).hexdigest()
+
 def _mix(hbm, sim, seed: int, count: int):
     """A seeded random mix of transactions through ``hbm``: sizes 1 B..32 MiB (log-uniform, with
     the usual powers of two and unaligned lengths), sequential / random / row-aligned / nearby
     addresses, reads and writes, arrivals chained, in flight together, jumping ahead, going back
     (another initiator's local time), inside and just before refresh windows, the simulated
     time moving on and one soft reset. Returns (delays, counters, state digest)."""
-    import hashlib
-    import json
     import random as _random
     rng = _random.Random(seed)
     refi, rfc = hbm.timing.q("tREFI"), hbm.timing.q("tRFC")
@@ -407,11 +416,7 @@ def _mix(hbm, sim, seed: int, count: int):
             sim.advance(rng.randrange(0, max(1, at - hbm.now + 1)))
         if i == count // 2:
             hbm.reset()
-    s = hbm.array.state()
-    digest = hashlib.sha256(json.dumps(
-        [s["bus_free"], s["act_free"], s["epoch"], s["open_row"], s["act_at"], s["seen_epoch"],
-         s["channel_busy_ps"]]).encode()).hexdigest()
-    return delays, hbm.counters(), digest
+    return delays, hbm.counters(), state_digest(hbm)
 
 
 def _streams(hbm, sim, seed: int, count: int):
@@ -421,8 +426,6 @@ def _streams(hbm, sim, seed: int, count: int):
     close every row, and one soft reset. Many pseudo-channels stay in the same state here
     (what the grouped fast paths rely on), then diverge and converge again. Returns
     (delays, counters, state digest) like :func:`_mix`."""
-    import hashlib
-    import json
     import random as _random
     rng = _random.Random(seed)
     refi = hbm.timing.q("tREFI")
@@ -469,11 +472,7 @@ def _streams(hbm, sim, seed: int, count: int):
             sim.advance(rng.randrange(0, max(1, at - hbm.now + 1)))
         if i == count // 2:
             hbm.reset()
-    s = hbm.array.state()
-    digest = hashlib.sha256(json.dumps(
-        [s["bus_free"], s["act_free"], s["epoch"], s["open_row"], s["act_at"], s["seen_epoch"],
-         s["channel_busy_ps"]]).encode()).hexdigest()
-    return delays, hbm.counters(), digest
+    return delays, hbm.counters(), state_digest(hbm)
 
 
 MIX_COUNT = 1500
@@ -508,7 +507,6 @@ def test_timing_equals_the_recorded_reference(sim, run, path):
     the values recorded from the reference implementation (one share computed at a time on
     Python lists, before the numpy and grouped fast paths) in hbm_golden.json, whichever way
     the model is made to compute them."""
-    import json
     golden = json.loads(GOLDEN.read_text())[run]
     config, workload = GOLDEN_RUNS[run]
     h = _hbm_for(sim, config, path)
@@ -533,7 +531,6 @@ def test_groups_serve_aligned_streams_share_by_share_once(hbm):
 def test_snapshot_restores_the_timing_state(sim):
     """state() is plain data; load_state() into a fresh model continues exactly as the
     original would."""
-    import json
     a = _hbm_for(sim, "default", "shipped")
     _mix(a, sim, seed=5, count=200)
     snap = json.loads(json.dumps(a.array.state()))
