@@ -11,10 +11,13 @@ from __future__ import annotations
 
 
 
+import json
+
 import numpy as np
 
 from drivers.errors import DeviceError, DeviceTimeout, IncompatibleDeviceError
 from drivers.url import DEFAULT_URL, open_transport
+from vp.spec.board_config import BoardConfig, parse_board
 from vp.spec.errors import GuestError
 from vp.spec.host import DeviceInfo, RegOp
 from vp.spec.perf_layout import index_of
@@ -68,6 +71,7 @@ class Device:
         self.url = url
         self._transport = transport
         self.now_ps = 0
+        self._board: BoardConfig | None = None
         try:
             self.info: DeviceInfo = self._call(transport.info)
             self.now_ps = self.info.now_ps
@@ -92,6 +96,18 @@ class Device:
             raise IncompatibleDeviceError(
                 f"{self.url}: register map version {major}.{minor} is incompatible with this "
                 f"driver (built for {VERSION_MAJOR}.{VERSION_MINOR}); update the driver or board")
+
+    @property
+    def board(self) -> BoardConfig:
+        """The board's description (cores, SRAM sizes, clock, HBM, mode), as the board reports
+        it at open (``DeviceInfo.extra["board"]``), parsed with the board-file schema."""
+        if self._board is None:
+            doc = self.info.extra.get("board")
+            if doc is None:
+                raise IncompatibleDeviceError(f"{self.url}: the board does not describe itself "
+                                              f"(no 'board' in its device info)")
+            self._board = parse_board(json.loads(doc), f"{self.url} (board description)")
+        return self._board
 
     # -- registers -----------------------------------------------------------------------------
     @staticmethod

@@ -15,12 +15,14 @@ hardware refuses is reported the way hardware does (error record + interrupt) an
 
 from __future__ import annotations
 
+import json
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from vp.board import Board
 from vp.kernel import as_bytes
+from vp.spec.board_config import to_document
 from vp.spec.errors import GuestError, RequestError
 from vp.spec.host import (MAX_BATCH_OPS, MAX_MEM_REQUEST_BYTES, DeviceInfo, RegBatchReply,
                           RegOp, RegResult, check_out_buffer)
@@ -51,7 +53,8 @@ class HostPort:
             features=REGMAP.reg("id.FEATURES").reset, bar_size=REGMAP.size,
             hbm_base=cfg.hbm.base, hbm_size=cfg.hbm.size,
             link_latency_ps=cfg.host_link.latency_ps, link_bytes_per_s=cfg.host_link.bandwidth,
-            now_ps=self.sim.now, extra={"board_file": str(cfg.source or "")})
+            now_ps=self.sim.now, extra={"board_file": str(cfg.source or ""),
+                   "board": json.dumps(to_document(cfg))})
 
     # -- registers ---------------------------------------------------------------------------
     def reg_batch(self, ops: Sequence[RegOp]) -> RegBatchReply:

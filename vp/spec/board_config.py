@@ -40,6 +40,7 @@ __all__ = [
     "BoardConfig", "BoardConfigError", "DmaConfig", "HbmConfig", "HostLinkConfig",
     "Kind", "TIME", "SIZE", "ADDRESS", "BANDWIDTH", "FREQUENCY", "INT", "STRING", "BOOL",
     "key", "section", "load_board", "parse_board", "default_board_path", "describe_schema",
+    "to_document",
 ]
 
 #: Granule of HBM placement: the base and size of HBM must be multiples of this (bytes).
@@ -500,6 +501,25 @@ def parse_board(data: Any, source: str) -> BoardConfig:
                                f"mapping (expected keys: {_allowed(BoardConfig)})")
     board = _parse_section(BoardConfig, data, "", source)
     return dataclasses.replace(board, source=source)
+
+
+def to_document(board: Any) -> dict:
+    """The board (or one section) as a board-file document: plain YAML/JSON values in base
+    units (ints for times in ps, sizes in bytes, rates in bytes/s, clocks in Hz), so that
+    ``parse_board(to_document(b), src) == b``. The board sends this to the host at open
+    (``DeviceInfo.extra["board"]``), like a device tree: the SDK plans for the board it has."""
+    doc = {}
+    for f in _key_fields(type(board)):
+        spec, value = _spec_of(f), getattr(board, f.name)
+        if isinstance(spec, _SectionSpec):
+            doc[spec.yaml] = to_document(value)
+        elif spec.kind is NODE:
+            doc[spec.yaml] = f"{value[0]},{value[1]}"
+        elif spec.kind is NODES:
+            doc[spec.yaml] = " ".join(f"{x},{y}" for x, y in value)
+        else:
+            doc[spec.yaml] = value
+    return doc
 
 
 def _parse_section(cls: type, data: Any, path: str, source: str) -> Any:
