@@ -39,7 +39,7 @@ Other conventions
   grouped-query attention: query head ``h`` uses KV head ``h // (H / KV)`` (HF ``repeat_kv``).
 * Greedy decoding: ``argmax`` of the fp32 logits, lowest id on ties.
 * BERT: positions 0..n-1 over the tokens kept by the attention mask, which must be right
-  padding (ones then zeros); mean pooling = ``row_sum`` over tokens / n.
+  padding (ones then zeros); mean pooling = ``row_sum`` over tokens × float32(1/n).
 """
 
 from __future__ import annotations
@@ -108,8 +108,9 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, n_heads: int, head
 
 
 def mean_pool(h: np.ndarray) -> np.ndarray:
-    """h (n, D) -> (D,): ``row_sum`` over the n tokens, then one fp32 divide by n."""
-    return nx.row_sum(np.ascontiguousarray(h.T)) / F32(h.shape[0])
+    """h (n, D) -> (D,): ``row_sum`` over the n tokens, then one fp32 multiply by
+    ``float32(1/n)`` (the SCALE instruction: the chip has no divide by a scalar)."""
+    return nx.scale(nx.row_sum(np.ascontiguousarray(h.T)), 1.0 / h.shape[0])
 
 
 # ------------------------------------------------------------------------------ KV cache

@@ -1,0 +1,348 @@
+"""The static plan of a compiled model: where every weight, buffer and cache page lives in HBM,
+and how each projection's columns are split over the dense cores and tiled to their SRAM.
+
+Weight layout
+    Every linear layer ``y = x·W (+ b)`` with ``W`` (K, N) is split by output columns over the
+    dense cores (whole heads for the QKV projection, so RoPE and the KV-cache writes stay on
+    one core), and each core's columns into *tiles* of ``nt`` columns: the widest multiple of
+    :data:`COLUMN_ALIGN` (or of ``head_dim``) whose ``K × nt`` weights take at most half of
+    the core's SRAM. A tile is stored contiguously in HBM (``K × nt`` elements row-major in
+    the weight dtype, then ``nt`` fp32 column scales for int8), so loading it is one
+    transfer. Columns are independent in the GEMM numerics (``vp.spec.numerics.gemm``), so any
+    split gives the reference's bits. LLaMA's gate and up projections form one *gated* linear:
+    each tile is a pair (gate columns, the same up columns).
+
+Buffers (per micro-batch, fp32 rows of the step's tokens): ``x`` (residual stream), ``x2``
+(after attention), ``n`` (normalised), ``h`` (FFN hidden), ``q`` (queries), ``att`` (attention
+output), ``last`` (normalised last rows), ``logits``; int32 ``ids``/``pos``/``types``.
+
+KV cache
+    Paged: a *block* holds :attr:`Plan.page_tokens` consecutive positions of one sequence for
+    every layer, laid out ``[layer][K|V][kv_head][page_tokens][head_dim]``, so the keys of one
+    head on one page are one contiguous run. The runtime hands blocks to sequences as they
+    grow (:class:`sdk.kvcache.PagedKVCache`); the step compiler turns block tables into
+    addresses.
+
+Host-side code: imports only ``vp.spec``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sdk.compiler.target import CompileError, Target
+from sdk.model_config import ModelConfig
+from vp.spec import numerics
+from vp.spec.units import KIB, MIB, format_size
+
+#: Output columns of a tile are a multiple of this (64 bytes of fp32) when the slice allows.
+COLUMN_ALIGN = 16
+#: Every HBM region starts on this boundary (bytes).
+HBM_ALIGN = 64 * KIB
+#: Share of a core's SRAM one weight tile may take.
+TILE_FRACTION = 0.5
+#: Bytes of each core's program slot in HBM.
+PROGRAM_SLOT = 8 * MIB
+#: Bytes of the command ring.
+RING_BYTES = 256 * KIB
+DTYPES = ("fp32", "bf16", "int8")
+_WBYTES = {"fp32": 4, "bf16": 2, "int8": 1}
+F32 = 4
+
+
+def split(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
+    """Split ``range(n)`` into ``parts`` contiguous ranges, as even as possible in units of
+    ``align`` (the last may be ragged); some ranges are empty when n is small."""
+    units = -(-n // align)
+    base, extra = divmod(units, parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = min(n, start + (base + (i < extra)) * align)
+        out.append((start, end))
+        start = end
+    return out
+
+
+def _align(x: int, a: int = HBM_ALIGN) -> int:
+    return -(-x // a) * a
+
+
+@dataclass
+class Tile:
+    """Columns ``[c0, c1)`` of a linear on one core, stored at ``address`` (and ``address2``
+    for the up half of a gated linear); ``nbytes`` per half, scales included."""
+
+    core: int
+    c0: int
+    c1: int
+    address: int
+    nbytes: int
+    address2: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.c1 - self.c0
+
+
+@dataclass
+class Linear:
+    """One projection: ``K`` inputs, ``N`` outputs, its tiles by core, bias address (or 0)."""
+
+    name: str
+    K: int
+    N: int
+    gated: bool
+    bias: int = 0
+    tiles: dict[int, list[Tile]] = field(default_factory=dict)
+
+    def core_tiles(self, core: int) -> list[Tile]:
+        return self.tiles.get(core, [])
+
+
+@dataclass
+class LayerPlan:
+    """Addresses of one block's weights: norms (gamma, beta or 0) and four linears."""
+
+    norm1: tuple[int, int]
+    norm2: tuple[int, int]
+    qkv: Linear
+    o: Linear
+    up: Linear
+    down: Linear
+
+
+class _Heap:
+    """Bump allocator over HBM, HBM_ALIGN-aligned regions, with a readable region list."""
+
+    def __init__(self, base: int):
+        self.top = base
+        self.regions: list[tuple[str, int, int]] = []
+
+    def take(self, name: str, nbytes: int) -> int:
+        addr = self.top
+        self.top = _align(addr + max(nbytes, 1))
+        self.regions.append((name, addr, nbytes))
+        return addr
+
+
+class Plan:
+    """The HBM layout and column tiling of ``config`` on ``target``.
+
+    ``dtype``: weight dtype of the projections (``fp32``, ``bf16``, ``int8`` weight-only);
+    ``max_batch`` sequences, ``max_context`` positions each, ``max_step_tokens`` new tokens
+    per micro-batch in one step, ``page_tokens`` positions per KV-cache block.
+    Raises :class:`CompileError` when the model does not fit (HBM, SRAM) with both sizes.
+    """
+
+    def __init__(self, config: ModelConfig, target: Target, *, dtype: str = "fp32",
+                 max_batch: int = 8, max_context: int | None = None,
+                 max_step_tokens: int | None = None, page_tokens: int = 64):
+        if dtype not in DTYPES:
+            raise CompileError(f"unsupported dtype {dtype!r} (expected one of "
+                               f"{', '.join(DTYPES)})")
+        if max_batch < 1 or page_tokens < 1:
+            raise CompileError("max_batch and page_tokens must be positive")
+        c = config
+        self.config, self.target, self.dtype = c, target, dtype
+        self.max_batch = max_batch
+        self.max_context = min(max_context or c.max_positions, c.max_positions)
+        self.micro_batches = 2 if target.disaggregated and max_batch >= 2 else 1
+        self.mb_batch = -(-max_batch // self.micro_batches)
+        self.max_step_tokens = max_step_tokens or min(self.mb_batch * self.max_context, 4096)
+        self.page_tokens = page_tokens
+        self.kv_bytes = F32
+        heap = _Heap(target.hbm_base)
+        self.heap = heap
+        self.ring = heap.take("command ring", RING_BYTES)
+        self.timestamps = heap.take("timestamps", 64)
+        self.programs = {cid: heap.take(f"program core{cid}", PROGRAM_SLOT)
+                         for cid in target.active}
+        R, D, B = self.max_step_tokens, c.d_model, self.mb_batch
+        self.buffers = []
+        for mb in range(self.micro_batches):
+            sizes = {"ids": R * 4, "pos": R * 4, "types": R * 4, "x": R * D * F32,
+                     "x2": R * D * F32, "n": R * D * F32, "h": R * c.d_ff * F32,
+                     "q": R * c.q_dim * F32, "att": R * c.q_dim * F32, "last": B * D * F32,
+                     "out": B * max(c.vocab_size if c.causal else D, D) * F32}
+            self.buffers.append({k: heap.take(f"mb{mb}.{k}", v) for k, v in sizes.items()})
+        self.weights_base = heap.top
+        self._plan_weights(heap)
+        self.weights_bytes = heap.top - self.weights_base
+        blocks_per_seq = -(-self.max_context // page_tokens)
+        self.block_bytes = (c.n_layers * 2 * c.n_kv_heads * page_tokens * c.head_dim
+                            * self.kv_bytes)
+        self.n_blocks = max_batch * blocks_per_seq
+        self.kv_pool = heap.take("KV cache", self.n_blocks * self.block_bytes)
+        self.total_bytes = heap.top - target.hbm_base
+        if self.total_bytes > target.hbm_size:
+            raise CompileError(
+                f"model does not fit: {config.arch} with {self.params:,} parameters needs "
+                f"{format_size(self.total_bytes)} of HBM ({format_size(self.weights_bytes)} "
+                f"weights in {dtype}, {format_size(self.n_blocks * self.block_bytes)} KV cache "
+                f"for {max_batch} x {self.max_context} tokens), the board "
+                f"{target.board_name!r} has {format_size(target.hbm_size)}")
+
+    # -- weights --------------------------------------------------------------------------------
+    @property
+    def params(self) -> int:
+        c = self.config
+        per_layer = c.d_model * (c.q_dim + 2 * c.kv_dim) + c.q_dim * c.d_model \
+            + (3 if c.arch == "llama" else 2) * c.d_model * c.d_ff
+        return c.n_layers * per_layer + c.vocab_size * c.d_model
+
+    def _tile_width(self, core: int, K: int, unit: int, pair: bool) -> int:
+        budget = self.target.core(core).sram_bytes * TILE_FRACTION / (2 if pair else 1)
+        per_col = K * _WBYTES[self.dtype] + (F32 if self.dtype == "int8" else 0)
+        units = int(budget // (per_col * unit))
+        if units < 1:
+            raise CompileError(
+                f"a {K}-deep weight tile of {unit} columns ({format_size(per_col * unit)}) "
+                f"does not fit half the SRAM of core {core} "
+                f"({format_size(self.target.core(core).sram_bytes)})")
+        return units * unit
+
+    def _tiles(self, heap: _Heap, lin: Linear, core: int, c0: int, c1: int, unit: int) -> None:
+        if c1 <= c0:
+            return
+        nt = self._tile_width(core, lin.K, unit, lin.gated)
+        per_col = lin.K * _WBYTES[self.dtype] + (F32 if self.dtype == "int8" else 0)
+        for t0 in range(c0, c1, nt):
+            t1 = min(c1, t0 + nt)
+            nbytes = (t1 - t0) * per_col
+            addr = heap.take(f"{lin.name} core{core} [{t0}:{t1}]", nbytes * (2 if lin.gated else 1))
+            lin.tiles.setdefault(core, []).append(
+                Tile(core, t0, t1, addr, nbytes, addr + nbytes if lin.gated else 0))
+
+    def _linear(self, heap: _Heap, name: str, K: int, N: int, bias: bool,
+                gated: bool = False) -> Linear:
+        lin = Linear(name, K, N, gated)
+        if bias:
+            lin.bias = heap.take(f"{name}.bias", (2 if gated else 1) * N * F32)
+        dense = self.target.dense
+        for core, (c0, c1) in zip(dense, split(N, len(dense), COLUMN_ALIGN)):
+            self._tiles(heap, lin, core, c0, c1, COLUMN_ALIGN)
+        return lin
+
+    def _qkv(self, heap: _Heap, name: str, bias: bool) -> Linear:
+        c = self.config
+        hd, Q, KVD = c.head_dim, c.q_dim, c.kv_dim
+        lin = Linear(name, c.d_model, Q + 2 * KVD, False)
+        if bias:
+            lin.bias = heap.take(f"{name}.bias", lin.N * F32)
+        dense = self.target.dense
+        q_split, kv_split = split(c.n_heads, len(dense)), split(c.n_kv_heads, len(dense))
+        for core, (a, b), (e, f) in zip(dense, q_split, kv_split):
+            self._tiles(heap, lin, core, a * hd, b * hd, hd)
+            self._tiles(heap, lin, core, Q + e * hd, Q + f * hd, hd)
+            self._tiles(heap, lin, core, Q + KVD + e * hd, Q + KVD + f * hd, hd)
+        return lin
+
+    def _plan_weights(self, heap: _Heap) -> None:
+        c = self.config
+        D, F, V = c.d_model, c.d_ff, c.vocab_size
+        has_beta = c.arch != "llama"
+        vec = lambda name: heap.take(name, D * F32)                         # noqa: E731
+        norm = lambda name: (vec(name + ".gamma"), vec(name + ".beta") if has_beta else 0)  # noqa
+        self.wte = heap.take("wte", V * D * F32)
+        self.wpe = heap.take("wpe", c.max_positions * D * F32) if c.arch != "llama" else 0
+        self.wtt = heap.take("wtt", c.type_vocab_size * D * F32) if c.arch == "bert" else 0
+        self.emb_norm = norm("embeddings.norm") if c.arch == "bert" else (0, 0)
+        bias = c.arch != "llama"
+        self.layers = []
+        for i in range(c.n_layers):
+            p = f"layer{i}"
+            self.layers.append(LayerPlan(
+                norm(p + ".norm1"), norm(p + ".norm2"),
+                self._qkv(heap, p + ".qkv", bias or c.attn_bias),
+                self._linear(heap, p + ".o", c.q_dim, D, bias or c.attn_bias),
+                self._linear(heap, p + ".up", D, F, bias or c.mlp_bias, gated=c.arch == "llama"),
+                self._linear(heap, p + ".down", F, D, bias or c.mlp_bias)))
+        if c.causal:
+            self.final_norm = norm("final_norm")
+            self.lm_head = self._linear(heap, "lm_head", D, V, False)
+
+    # -- weight images ---------------------------------------------------------------------------
+    def _pack(self, w: np.ndarray) -> np.ndarray:
+        """A (K, n) fp32 tile in the weight dtype, as bytes (int8: then n fp32 scales)."""
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        if self.dtype == "fp32":
+            return w.reshape(-1).view(np.uint8)
+        if self.dtype == "bf16":
+            return numerics.to_bf16(w).reshape(-1).view(np.uint8)
+        amax = np.abs(w).max(axis=0)                                    # (n,)
+        scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+        q = np.clip(np.rint(w / scale[None, :]), -127, 127).astype(np.int8)
+        return np.concatenate([q.reshape(-1).view(np.uint8), scale.view(np.uint8)])
+
+    def _linear_images(self, lin: Linear, w: np.ndarray, b: np.ndarray | None):
+        if lin.bias and b is not None:
+            yield lin.bias, np.asarray(b, np.float32)
+        half = lin.N
+        for tiles in lin.tiles.values():
+            for t in tiles:
+                yield t.address, self._pack(w[:, t.c0:t.c1])
+                if lin.gated:
+                    yield t.address2, self._pack(w[:, half + t.c0:half + t.c1])
+
+    def weight_images(self, model):
+        """(HBM address, array) pairs to upload for ``model`` (a
+        :class:`sdk.reference.ReferenceModel`, whose loader checked names and shapes)."""
+        c = self.config
+        yield self.wte, model.wte
+        if self.wpe:
+            yield self.wpe, model.wpe
+        if self.wtt:
+            yield self.wtt, model.wtt
+        if c.arch == "bert":
+            yield self.emb_norm[0], model.emb_g
+            yield self.emb_norm[1], model.emb_b
+        for lp, L in zip(self.layers, model.layers):
+            for (g, b), (mg, mb) in ((lp.norm1, (L.norm1_g, L.norm1_b)),
+                                     (lp.norm2, (L.norm2_g, L.norm2_b))):
+                yield g, mg
+                if b:
+                    yield b, mb
+            yield from self._linear_images(lp.qkv, L.w_qkv, L.b_qkv)
+            yield from self._linear_images(lp.o, L.w_o, L.b_o)
+            yield from self._linear_images(lp.up, L.w_up, L.b_up)
+            yield from self._linear_images(lp.down, L.w_down, L.b_down)
+        if c.causal:
+            yield self.final_norm[0], model.final_g
+            if self.final_norm[1]:
+                yield self.final_norm[1], model.final_b
+            yield from self._linear_images(self.lm_head, model.lm_head, None)
+
+    # -- KV cache -------------------------------------------------------------------------------
+    def kv_address(self, block: int, layer: int, kind: int, kv_head: int, slot: int = 0) -> int:
+        """HBM address of position ``slot`` (within the block) of K (kind 0) or V (kind 1)."""
+        c = self.config
+        run = self.page_tokens * c.head_dim * self.kv_bytes
+        return (self.kv_pool + block * self.block_bytes
+                + ((layer * 2 + kind) * c.n_kv_heads + kv_head) * run
+                + slot * c.head_dim * self.kv_bytes)
+
+    # -- summary --------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """A readable memory map: one line per HBM region (weights folded per layer)."""
+        lines = [f"HBM plan on {self.target.board_name} ({self.target.placement}, "
+                 f"{self.dtype}): {format_size(self.total_bytes)} of "
+                 f"{format_size(self.target.hbm_size)}"]
+        folded: dict[str, list[int]] = {}
+        order = []
+        for name, addr, nbytes in self.heap.regions:
+            key = name.split(" ")[0]
+            if key not in folded:
+                folded[key] = [addr, 0, 0]
+                order.append(key)
+            folded[key][1] += nbytes
+            folded[key][2] += 1
+        for key in order:
+            addr, nbytes, n = folded[key]
+            more = f" in {n} tiles" if n > 1 else ""
+            lines.append(f"  0x{addr:012x}  {format_size(nbytes):>12}  {key}{more}")
+        return "\n".join(lines)
+
+
+__all__ = ["Plan", "Linear", "Tile", "LayerPlan", "split", "CompileError", "DTYPES"]

@@ -1,0 +1,524 @@
+"""Lowering one step (a prefill, a decode step or an encoder pass) to core programs and a
+command stream.
+
+A *step* runs the new tokens of a batch of sequences through the whole model: the sequences
+are split into micro-batches, each a list of :class:`Segment` (one sequence's new tokens).
+Every active core gets one program for the whole step; the command stream is
+``TIMESTAMP, LAUNCH × cores, WAIT_CORES, TIMESTAMP`` (the timestamps bracket the step in
+simulated time).
+
+Work items and phases
+    *Dense items* ``D(l, mb)``: the context-free work between two attentions of micro-batch
+    ``mb`` (the output projection and FFN of layer ``l - 1``, then the norm and QKV projection
+    of layer ``l``; ``D(0)`` starts with the embedding, ``D(L)`` ends with the final norm and
+    LM head, or with mean pooling for an encoder). *Attention items* ``A(l, mb)``. Items run in
+    *phases* separated by a ``BARRIER`` of every active core. With the ``afd`` placement and
+    two or more micro-batches, phase ``t`` runs dense item ``t`` on the CF cores while the CA
+    cores run attention item ``t - 1``: micro-batch ping-pong (dense item ``t`` needs attention
+    item ``t - M``, finished ``M - 1`` phases earlier). Otherwise (``unified``, or one
+    micro-batch) the items alternate, one per phase.
+
+Inside a dense item, stages (embedding, norm passes, linears, pooling) exchange rows through
+HBM buffers and are separated by a ``BARRIER`` of the dense cores. Linears split output
+columns over the dense cores (:mod:`sdk.compiler.plan`); row-wise passes split rows. Attention
+splits (sequence, KV head) units over the attention cores; each unit loads its keys and values
+from the paged KV cache, and per query head runs ``GEMM q·Kᵀ``, a causal ``SOFTMAX`` over the
+visible prefix and ``GEMM P·V``: the reference's numerics (``sdk/reference.py``) exactly.
+
+Host-side code: imports only ``vp.spec`` and the SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdk.compiler.plan import F32, PROGRAM_SLOT, Linear, Plan, Tile, split
+from sdk.compiler.target import CompileError, CoreInfo
+from vp.spec import isa
+
+#: SRAM buffers start on this boundary (bytes).
+SRAM_ALIGN = 64
+_DT = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}
+_WB = {"fp32": 4, "bf16": 2, "int8": 1}
+
+
+@dataclass
+class Segment:
+    """One sequence's new tokens in a step: ``ids`` (T,), starting at position ``pos0``;
+    ``blocks``: its KV-cache block table (covering ``pos0 + T`` positions); ``row``: its output
+    row (logits or embedding) in the micro-batch; ``types``: BERT token types or None."""
+
+    ids: np.ndarray
+    pos0: int
+    blocks: list[int]
+    row: int = 0
+    types: np.ndarray | None = None
+    r0: int = 0                      # first row in the micro-batch's buffers (set by compile)
+
+    @property
+    def T(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class StepProgram:
+    """A compiled step: per-core programs, their HBM addresses, the packets to submit, the
+    input images to write first and where each micro-batch's outputs land."""
+
+    programs: dict[int, isa.Program]
+    addresses: dict[int, int]
+    packets: list[bytes]
+    inputs: list[tuple[int, np.ndarray]]
+    outputs: list[tuple[int, int, int]]          # (micro-batch, rows, HBM address)
+    timestamps: int
+    instructions: int = 0
+
+    def images(self):
+        """(address, bytes) of every program and input."""
+        for cid, p in self.programs.items():
+            yield self.addresses[cid], np.frombuffer(p.to_bytes(), np.uint8)
+        yield from self.inputs
+
+
+class _Core:
+    """A core's program under construction and its SRAM bump allocator (reset per stage:
+    stages exchange data through HBM)."""
+
+    def __init__(self, info: CoreInfo):
+        self.info, self.p, self.top = info, isa.Program(), 0
+
+    def alloc(self, nbytes: int, what: str) -> int:
+        addr = self.top
+        self.top = -(-(addr + max(nbytes, 4)) // SRAM_ALIGN) * SRAM_ALIGN
+        if self.top > self.info.sram_bytes:
+            raise CompileError(f"core {self.info.id}: {what} needs {self.top} bytes of SRAM, "
+                               f"the core has {self.info.sram_bytes}")
+        return addr
+
+    def free(self) -> None:
+        self.top = 0
+
+    def load(self, hbm: int, sram: int, nbytes: int) -> None:
+        self.p.LOAD(hbm=hbm, sram=sram, row_bytes=nbytes, rows=1, hbm_stride=nbytes,
+                    sram_stride=nbytes)
+
+    def store(self, hbm: int, sram: int, nbytes: int) -> None:
+        self.p.STORE(hbm=hbm, sram=sram, row_bytes=nbytes, rows=1, hbm_stride=nbytes,
+                     sram_stride=nbytes)
+
+
+class StepCompiler:
+    """Compiles steps for one :class:`Plan` (reusable: one per session)."""
+
+    def __init__(self, plan: Plan):
+        self.plan, self.cfg, self.target = plan, plan.config, plan.target
+        self.dense_mask = self.target.mask(self.target.dense)
+        self.all_mask = self.target.mask(self.target.active)
+
+    # -- entry point --------------------------------------------------------------------------
+    def compile(self, micro_batches: list[list[Segment]]) -> StepProgram:
+        """Programs for the segments of each micro-batch (at most ``plan.micro_batches``)."""
+        plan, cfg = self.plan, self.cfg
+        if len(micro_batches) > plan.micro_batches:
+            raise CompileError(f"{len(micro_batches)} micro-batches, the plan has "
+                               f"{plan.micro_batches}")
+        self.cores = {cid: _Core(self.target.core(cid)) for cid in self.target.active}
+        self.mbs = micro_batches + [[] for _ in range(plan.micro_batches - len(micro_batches))]
+        inputs = []
+        for mb, segs in enumerate(self.mbs):
+            self._check_segments(mb, segs)
+            if not segs:
+                continue
+            buf = plan.buffers[mb]
+            ids = np.concatenate([s.ids for s in segs]).astype(np.int32)
+            pos = np.concatenate([np.arange(s.pos0, s.pos0 + s.T) for s in segs]).astype(np.int32)
+            inputs += [(buf["ids"], ids), (buf["pos"], pos)]
+            if cfg.arch == "bert":
+                types = np.concatenate([s.types if s.types is not None else np.zeros(s.T)
+                                        for s in segs]).astype(np.int32)
+                inputs.append((buf["types"], types))
+        self._schedule()
+        for c in self.cores.values():
+            c.p.END()
+        packets = [isa.encode_packet("TIMESTAMP", address=plan.timestamps)]
+        addresses = {}
+        for cid, c in self.cores.items():
+            addresses[cid] = plan.programs[cid]
+            packets.append(isa.encode_packet("LAUNCH", core_mask=1 << cid,
+                                             program=plan.programs[cid], arg=0))
+        packets += [isa.encode_packet("WAIT_CORES", core_mask=self.all_mask),
+                    isa.encode_packet("TIMESTAMP", address=plan.timestamps + 8)]
+        self._check_program_sizes()
+        out_rows = [(mb, len(segs), plan.buffers[mb]["out"]) for mb, segs in enumerate(self.mbs)
+                    if segs]
+        return StepProgram({cid: c.p for cid, c in self.cores.items()}, addresses, packets,
+                           inputs, out_rows, plan.timestamps,
+                           sum(len(c.p) for c in self.cores.values()))
+
+    def _check_program_sizes(self) -> None:
+        for cid, c in self.cores.items():
+            if c.p.nbytes > PROGRAM_SLOT:
+                raise CompileError(f"core {cid}: the step's program is {c.p.nbytes} bytes, "
+                                   f"more than its {PROGRAM_SLOT}-byte slot (fewer tokens per "
+                                   f"step)")
+
+    def _check_segments(self, mb: int, segs: list[Segment]) -> None:
+        plan, r = self.plan, 0
+        for s in segs:
+            if s.T < 1:
+                raise CompileError("a segment needs at least one token")
+            if s.pos0 + s.T > plan.max_context:
+                raise CompileError(f"{s.pos0 + s.T} positions exceed the planned context of "
+                                   f"{plan.max_context}")
+            if len(s.blocks) * plan.page_tokens < s.pos0 + s.T:
+                raise CompileError(f"a sequence at {s.pos0 + s.T} positions has only "
+                                   f"{len(s.blocks)} KV blocks of {plan.page_tokens}")
+            s.r0, r = r, r + s.T
+        if r > plan.max_step_tokens:
+            raise CompileError(f"micro-batch {mb} has {r} new tokens, more than the planned "
+                               f"{plan.max_step_tokens} per step")
+        if len(segs) > plan.mb_batch:
+            raise CompileError(f"micro-batch {mb} has {len(segs)} sequences, more than the "
+                               f"planned {plan.mb_batch}")
+
+    # -- phases -------------------------------------------------------------------------------
+    def _barrier(self, ids, mask: int) -> None:
+        for cid in ids:
+            self.cores[cid].p.BARRIER(core_mask=mask)
+
+    def _schedule(self) -> None:
+        L, M = self.cfg.n_layers, self.plan.micro_batches
+        dense = [(l, mb) for l in range(L + 1) for mb in range(M)]
+        attn = [(l, mb) for l in range(L) for mb in range(M)]
+        active = self.target.active
+        if self.target.disaggregated and M >= 2:
+            for t in range(len(dense) + 1):
+                if t < len(dense):
+                    self._dense_item(*dense[t])
+                if 0 <= t - 1 < len(attn):
+                    self._attention_item(*attn[t - 1])
+                if t < len(dense):
+                    self._barrier(active, self.all_mask)
+            return
+        for l in range(L + 1):
+            for mb in range(M):
+                self._dense_item(l, mb)
+                self._barrier(active, self.all_mask)
+                if l < L:
+                    self._attention_item(l, mb)
+                    self._barrier(active, self.all_mask)
+
+    # -- dense items --------------------------------------------------------------------------
+    def _dense_item(self, l: int, mb: int) -> None:
+        segs = self.mbs[mb]
+        if not segs:
+            return
+        cfg, plan, buf = self.cfg, self.plan, self.plan.buffers[mb]
+        R = sum(s.T for s in segs)
+        post_ln = cfg.arch == "bert"
+        stages = []
+        if l == 0:
+            stages.append(lambda: self._embed(buf, R))
+        else:
+            prev = plan.layers[l - 1]
+            if post_ln:        # x2 = LN(att·Wo + bo + x); x = LN(ffn(x2) + x2)
+                stages += [lambda: self._linear(prev.o, buf["att"], buf["x2"], R, "residual",
+                                                res=buf["x"]),
+                           lambda: self._norm(buf["x2"], buf["x2"], prev.norm1, R),
+                           lambda: self._linear(prev.up, buf["x2"], buf["h"], R, "act"),
+                           lambda: self._linear(prev.down, buf["h"], buf["x"], R, "residual",
+                                                res=buf["x2"]),
+                           lambda: self._norm(buf["x"], buf["x"], prev.norm2, R)]
+            else:              # x2 = x + att·Wo; x = x2 + ffn(norm2(x2))
+                stages += [lambda: self._linear(prev.o, buf["att"], buf["x2"], R, "residual",
+                                                res=buf["x"]),
+                           lambda: self._norm(buf["x2"], buf["n"], prev.norm2, R),
+                           lambda: self._linear(prev.up, buf["n"], buf["h"], R, "act"),
+                           lambda: self._linear(prev.down, buf["h"], buf["x"], R, "residual",
+                                                res=buf["x2"])]
+        if l < cfg.n_layers:
+            cur = plan.layers[l]
+            if post_ln:
+                stages.append(lambda: self._linear(cur.qkv, buf["x"], buf["q"], R, "qkv",
+                                                   layer=l, segs=segs, positions=buf["pos"]))
+            else:
+                stages += [lambda: self._norm(buf["x"], buf["n"], cur.norm1, R),
+                           lambda: self._linear(cur.qkv, buf["n"], buf["q"], R, "qkv",
+                                                layer=l, segs=segs, positions=buf["pos"])]
+        elif cfg.causal:
+            stages += [lambda: self._last_rows(buf, segs),
+                       lambda: self._linear(plan.lm_head, buf["last"], buf["out"], len(segs),
+                                            "store")]
+        else:
+            stages.append(lambda: self._pool(buf, segs))
+        for i, stage in enumerate(stages):
+            if i:
+                self._barrier(self.target.dense, self.dense_mask)
+            stage()
+            for cid in self.target.dense:
+                self.cores[cid].free()
+
+    def _row_split(self, R: int):
+        return zip(self.target.dense, split(R, len(self.target.dense)))
+
+    def _row_chunk(self, c: _Core, per_row: int, fixed: int = 0) -> int:
+        """Rows of ``per_row`` bytes that fit the core's free SRAM beside ``fixed`` bytes."""
+        rows = (c.info.sram_bytes - c.top - fixed - 4 * SRAM_ALIGN) // per_row
+        if rows < 1:
+            raise CompileError(f"core {c.info.id}: one row of {per_row} bytes does not fit "
+                               f"its SRAM ({c.info.sram_bytes} bytes)")
+        return int(rows)
+
+    def _embed(self, buf: dict, R: int) -> None:
+        cfg, plan, D = self.cfg, self.plan, self.cfg.d_model
+        for cid, (r0, r1) in self._row_split(R):
+            c = self.cores[cid]
+            if r1 <= r0:
+                continue
+            gb = c.alloc(D * F32, "gamma") if cfg.arch == "bert" else 0
+            bb = c.alloc(D * F32, "beta") if cfg.arch == "bert" else 0
+            if cfg.arch == "bert":
+                c.load(plan.emb_norm[0], gb, D * F32)
+                c.load(plan.emb_norm[1], bb, D * F32)
+            chunk = self._row_chunk(c, 2 * D * F32 + 3 * 4)
+            for a in range(r0, r1, chunk):
+                n = min(r1, a + chunk) - a
+                ids, x = c.alloc(n * 4, "ids"), c.alloc(n * D * F32, "rows")
+                tmp = c.alloc(n * D * F32, "rows")
+                c.load(buf["ids"] + a * 4, ids, n * 4)
+                c.p.EMBED(n=n, ids=ids, table=plan.wte, row_bytes=D * F32, out=x)
+                extra = []
+                if cfg.arch == "bert":
+                    extra = [("types", plan.wtt), ("pos", plan.wpe)]
+                elif cfg.arch == "gpt2":
+                    extra = [("pos", plan.wpe)]
+                for name, table in extra:
+                    c.load(buf[name] + a * 4, ids, n * 4)
+                    c.p.EMBED(n=n, ids=ids, table=table, row_bytes=D * F32, out=tmp)
+                    c.p.ADD(n=n * D, a=x, b=tmp, out=x)
+                if cfg.arch == "bert":
+                    c.p.LAYERNORM(rows=n, cols=D, a=x, gamma=gb, beta=bb, out=x,
+                                  eps=cfg.norm_eps)
+                c.store(buf["x"] + a * D * F32, x, n * D * F32)
+                c.top = bb + D * F32 if cfg.arch == "bert" else 0
+
+    def _norm(self, src: int, dst: int, norm: tuple[int, int], R: int,
+              rows: list[int] | None = None) -> None:
+        """dst rows = norm(src rows); ``rows`` picks source rows (one LOAD each) instead of
+        rows 0..R-1."""
+        cfg, D = self.cfg, self.cfg.d_model
+        for cid, (r0, r1) in self._row_split(R):
+            c = self.cores[cid]
+            if r1 <= r0:
+                continue
+            g = c.alloc(D * F32, "gamma")
+            c.load(norm[0], g, D * F32)
+            b = 0
+            if norm[1]:
+                b = c.alloc(D * F32, "beta")
+                c.load(norm[1], b, D * F32)
+            base = c.top
+            chunk = self._row_chunk(c, D * F32)
+            for a in range(r0, r1, chunk):
+                n = min(r1, a + chunk) - a
+                c.top = base
+                x = c.alloc(n * D * F32, "rows")
+                if rows is None:
+                    c.load(src + a * D * F32, x, n * D * F32)
+                else:
+                    for i in range(n):
+                        c.load(src + rows[a + i] * D * F32, x + i * D * F32, D * F32)
+                if norm[1]:
+                    c.p.LAYERNORM(rows=n, cols=D, a=x, gamma=g, beta=b, out=x,
+                                  eps=cfg.norm_eps)
+                else:
+                    c.p.RMSNORM(rows=n, cols=D, a=x, gamma=g, out=x, eps=cfg.norm_eps)
+                c.store(dst + a * D * F32, x, n * D * F32)
+
+    def _last_rows(self, buf: dict, segs: list[Segment]) -> None:
+        lp_norm = self.plan.final_norm
+        self._norm(buf["x"], buf["last"], lp_norm, len(segs),
+                   rows=[s.r0 + s.T - 1 for s in segs])
+
+    def _pool(self, buf: dict, segs: list[Segment]) -> None:
+        """Mean pooling of each sequence's rows: a halving tree of row-block ADDs (the
+        reference's ``row_sum`` over tokens), then SCALE by 1/T."""
+        D = self.cfg.d_model
+        for cid, (i0, i1) in self._row_split(len(segs)):
+            c = self.cores[cid]
+            for s in segs[i0:i1]:
+                c.free()
+                x = c.alloc(s.T * D * F32, "the sequence's rows")
+                c.load(buf["x"] + s.r0 * D * F32, x, s.T * D * F32)
+                n = s.T
+                while n > 1:
+                    h = n // 2
+                    c.p.ADD(n=h * D, a=x, b=x + (n - h) * D * F32, out=x)
+                    n -= h
+                c.p.SCALE(n=D, a=x, out=x, factor=1.0 / s.T)
+                c.store(buf["out"] + s.row * D * F32, x, D * F32)
+
+    # -- linears ------------------------------------------------------------------------------
+    def _linear(self, lin: Linear, src: int, dst: int, R: int, epilogue: str, *,
+                res: int = 0, layer: int = 0, segs: list[Segment] | None = None,
+                positions: int = 0) -> None:
+        """dst = epilogue(src (R, K) · W (+ bias)) on the columns each dense core owns.
+
+        Epilogues: ``store``; ``act`` (the FFN activation, SwiGLU for a gated linear);
+        ``residual`` (+ the same columns of ``res``); ``qkv`` (RoPE on q and k, q to ``dst``,
+        k and v into the KV cache of ``layer``)."""
+        plan, cfg = self.plan, self.cfg
+        wb = _WB[plan.dtype]
+        for cid in self.target.dense:
+            tiles = lin.core_tiles(cid)
+            if not tiles:
+                continue
+            c = self.cores[cid]
+            nt_max = max(t.n for t in tiles)
+            halves = 2 if lin.gated else 1
+            w = c.alloc(halves * lin.K * nt_max * wb + halves * nt_max * F32, "weight tile")
+            pos = c.alloc(R * 4, "positions") if epilogue == "qkv" else 0
+            if pos:
+                c.load(positions, pos, R * 4)
+            # rows per chunk: A (K) + C, C2, tmp (nt each), fp32
+            chunk = min(R, self._row_chunk(c, (lin.K + 3 * nt_max) * F32))
+            base = c.top
+            for a0 in range(0, R, chunk):
+                m = min(R, a0 + chunk) - a0
+                c.top = base
+                A = c.alloc(m * lin.K * F32, "activation rows")
+                C = c.alloc(m * nt_max * F32, "output tile")
+                C2 = c.alloc(m * nt_max * F32, "output tile")
+                tmp = c.alloc(m * nt_max * F32, "residual tile")
+                c.load(src + a0 * lin.K * F32, A, m * lin.K * F32)
+                for t in tiles:
+                    self._tile(c, lin, t, A, w, C, C2, tmp, m)
+                    self._epilogue(c, lin, t, epilogue, C, tmp, m, a0, dst, res, layer, segs,
+                                   pos)
+
+    def _tile(self, c: _Core, lin: Linear, t: Tile, A: int, w: int, C: int, C2: int, tmp: int,
+              m: int) -> None:
+        """C (m, t.n) = A · W_t (+ bias); for a gated linear C = silu(gate) · up."""
+        plan, dt = self.plan, _DT[self.plan.dtype]
+        wbytes = lin.K * t.n * _WB[plan.dtype]
+        halves = [(t.address, C, lin.bias + t.c0 * F32 if lin.bias else 0)]
+        if lin.gated:
+            halves.append((t.address2, C2, lin.bias + (lin.N + t.c0) * F32 if lin.bias else 0))
+        for addr, out, bias in halves:
+            c.load(addr, w, t.nbytes)
+            int8 = plan.dtype == "int8"
+            if bias and not int8:          # the bias preloads the accumulator (reference)
+                c.p.LOAD(hbm=bias, sram=out, row_bytes=t.n * F32, rows=m, hbm_stride=0,
+                         sram_stride=t.n * F32)
+            c.p.GEMM(m=m, n=t.n, k=lin.K, a=A, b=w, c=out, scale=w + wbytes if int8 else 0,
+                     dtype_a="FP32", dtype_b=dt,
+                     flags=("accumulate",) if bias and not int8 else ())
+            if bias and int8:              # weight-only int8: scale the sum, then add the bias
+                c.p.LOAD(hbm=bias, sram=tmp, row_bytes=t.n * F32, rows=m, hbm_stride=0,
+                         sram_stride=t.n * F32)
+                c.p.ADD(n=m * t.n, a=out, b=tmp, out=out)
+        if lin.gated:
+            c.p.SILU(n=m * t.n, a=C, out=C)
+            c.p.MUL(n=m * t.n, a=C, b=C2, out=C)
+
+    def _store_cols(self, c: _Core, C: int, m: int, n: int, dst: int, N: int, row0: int,
+                    col0: int) -> None:
+        c.p.STORE(hbm=dst + (row0 * N + col0) * F32, sram=C, row_bytes=n * F32, rows=m,
+                  hbm_stride=N * F32, sram_stride=n * F32)
+
+    def _epilogue(self, c: _Core, lin: Linear, t: Tile, kind: str, C: int, tmp: int, m: int,
+                  a0: int, dst: int, res: int, layer: int, segs, pos: int) -> None:
+        cfg = self.cfg
+        if kind == "act" and not lin.gated:
+            op = {"gelu_tanh": "GELU", "gelu_erf": "GELU_ERF", "silu": "SILU"}[cfg.activation]
+            c.p.append(op, n=m * t.n, a=C, out=C)
+        if kind == "residual":
+            c.p.LOAD(hbm=res + (a0 * lin.N + t.c0) * F32, sram=tmp, row_bytes=t.n * F32,
+                     rows=m, hbm_stride=lin.N * F32, sram_stride=t.n * F32)
+            c.p.ADD(n=m * t.n, a=tmp, b=C, out=C)
+        if kind != "qkv":
+            self._store_cols(c, C, m, t.n, dst, lin.N, a0, t.c0)
+            return
+        hd, Q, KVD = cfg.head_dim, cfg.q_dim, cfg.kv_dim
+        if t.c0 < Q + KVD and cfg.rope_theta is not None:
+            c.p.ROPE(rows=m, heads=t.n // hd, head_dim=hd, a=C, out=C, positions=pos + a0 * 4,
+                     theta=cfg.rope_theta)
+        if t.c0 < Q:
+            self._store_cols(c, C, m, t.n, dst, Q, a0, t.c0)
+            return
+        kind_kv, first = (0, (t.c0 - Q) // hd) if t.c0 < Q + KVD else (1, (t.c0 - Q - KVD) // hd)
+        self._kv_store(c, C, m, t.n, a0, layer, kind_kv, first, t.n // hd, segs)
+
+    def _kv_store(self, c: _Core, C: int, m: int, nt: int, a0: int, layer: int, kind: int,
+                  first_head: int, heads: int, segs: list[Segment]) -> None:
+        """Rows a0..a0+m-1 of C (heads × head_dim columns each) into the KV cache."""
+        plan, hd = self.plan, self.cfg.head_dim
+        P = plan.page_tokens
+        for s in segs:
+            lo, hi = max(a0, s.r0), min(a0 + m, s.r0 + s.T)
+            r = lo
+            while r < hi:
+                p = s.pos0 + (r - s.r0)
+                run = min(hi - r, P - p % P)
+                for h in range(heads):
+                    c.p.STORE(hbm=plan.kv_address(s.blocks[p // P], layer, kind, first_head + h,
+                                                  p % P),
+                              sram=C + ((r - a0) * nt + h * hd) * F32, row_bytes=hd * F32,
+                              rows=run, hbm_stride=hd * F32, sram_stride=nt * F32)
+                r += run
+
+    # -- attention ----------------------------------------------------------------------------
+    def _attention_item(self, l: int, mb: int) -> None:
+        segs = self.mbs[mb]
+        if not segs:
+            return
+        cfg, plan = self.cfg, self.plan
+        buf = plan.buffers[mb]
+        hd, Q = cfg.head_dim, cfg.q_dim
+        group = cfg.n_heads // cfg.n_kv_heads
+        scale = cfg.head_dim ** -0.5 / ((l + 1) if cfg.scale_attn_by_layer else 1)
+        units = [(s, g) for s in segs for g in range(cfg.n_kv_heads)]
+        attn = self.target.attention
+        for i, (s, g) in enumerate(units):
+            c = self.cores[attn[i % len(attn)]]
+            c.free()
+            L = s.pos0 + s.T
+            K = c.alloc(L * hd * F32, f"keys of a {L}-token context")
+            V = c.alloc(L * hd * F32, f"values of a {L}-token context")
+            for kind, dstv in ((0, K), (1, V)):
+                self._kv_load(c, s, l, kind, g, L, dstv)
+            tb = min(s.T, self._row_chunk(c, (L + 2 * hd) * F32))
+            base = c.top
+            for t0 in range(0, s.T, tb):
+                n = min(s.T, t0 + tb) - t0
+                for h in range(g * group, (g + 1) * group):
+                    c.top = base
+                    q = c.alloc(n * hd * F32, "query rows")
+                    S = c.alloc(n * L * F32, "scores")
+                    O = c.alloc(n * hd * F32, "attention output")
+                    row = s.r0 + t0
+                    c.p.LOAD(hbm=buf["q"] + (row * Q + h * hd) * F32, sram=q, row_bytes=hd * F32,
+                             rows=n, hbm_stride=Q * F32, sram_stride=hd * F32)
+                    c.p.GEMM(m=n, n=L, k=hd, a=q, b=K, c=S, scale=0, dtype_a="FP32",
+                             dtype_b="FP32", flags=("trans_b",))
+                    c.p.SOFTMAX(rows=n, cols=L, a=S, out=S, scale=scale, pos0=s.pos0 + t0,
+                                flags=("causal",) if cfg.causal else ())
+                    c.p.GEMM(m=n, n=hd, k=L, a=S, b=V, c=O, scale=0, dtype_a="FP32",
+                             dtype_b="FP32")
+                    c.p.STORE(hbm=buf["att"] + (row * Q + h * hd) * F32, sram=O,
+                              row_bytes=hd * F32, rows=n, hbm_stride=Q * F32,
+                              sram_stride=hd * F32)
+            c.free()
+
+    def _kv_load(self, c: _Core, s: Segment, layer: int, kind: int, head: int, L: int,
+                 dst: int) -> None:
+        plan, hd, P = self.plan, self.cfg.head_dim, self.plan.page_tokens
+        for p0 in range(0, L, P):
+            n = min(L, p0 + P) - p0
+            c.load(plan.kv_address(s.blocks[p0 // P], layer, kind, head, 0), dst + p0 * hd * F32,
+                   n * hd * F32)
+
+
+__all__ = ["Segment", "StepProgram", "StepCompiler"]
