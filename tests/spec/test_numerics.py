@@ -654,3 +654,26 @@ def test_gelu_erf_is_exact_gelu_and_elementwise(rng):
     assert np.abs(y - ref).max() <= 1e-6 * np.abs(ref).max() + 1e-30
     assert same_bits(nx.gelu_erf(x[1:2, 5:9]), y[1:2, 5:9])       # position-independent
     assert nx.gelu_erf(np.float32([-20.0]))[0] == 0.0 and nx.gelu_erf(np.float32([0.0]))[0] == 0.0
+
+
+@pytest.mark.parametrize("shape", [(1, 768, 288), (1, 64, 17), (3, 65, 200), (8, 33, 500),
+                                   (2, 1, 40), (1, 3000, 16), (5, 7, 9)])
+def test_gemm_reduce_path_gives_the_loop_bits(shape, monkeypatch):
+    """The two implementations of the k-ascending chain agree bit for bit, with a preloaded
+    accumulator and with infinities, NaN and signed zeros in the operands."""
+    M, K, N = shape
+    rng = np.random.default_rng(M * 1000 + K + N)
+    a = (rng.standard_normal((M, K)) * 10.0 ** rng.integers(-6, 6, (M, K))).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    c = rng.standard_normal((M, N)).astype(np.float32)
+    a.flat[::97] = -0.0
+    if K > 3:
+        b[3, ::5] = np.inf
+        b[2, ::11] = np.nan
+    results = []
+    for lo, hi in ((1 << 40, 1 << 41), (0, 1 << 40)):     # loop only, then reduce only
+        monkeypatch.setattr(nx, "_REDUCE_MIN", lo)
+        monkeypatch.setattr(nx, "_REDUCE_MAX", hi)
+        results.append(nx.gemm(a, b, c))
+    assert nx._REDUCE_IS_SEQUENTIAL
+    np.testing.assert_array_equal(results[0].view(np.uint32), results[1].view(np.uint32))

@@ -199,23 +199,73 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, b_scale=None) -> np.ndar
         if acc.shape != (M, N):
             raise ValueError(f"gemm: c has shape {acc.shape}, expected {(M, N)}")
 
-    # Products of a block of consecutive k are made in one call (speed only); they are then
-    # added into acc one k at a time, in ascending order, exactly as the definition says.
-    block = max(1, min(K, _GEMM_STAGE_ELEMENTS // max(1, M * N)))
-    products = np.empty((block, M, N), dtype=np.float32)        # (block, M, N)
     with np.errstate(over="ignore", invalid="ignore"):
-        for k0 in range(0, K, block):
-            k1 = min(K, k0 + block)
-            p = products[:k1 - k0]
-            np.multiply(a_km[k0:k1, :, None], b_kn[k0:k1, None, :], out=p)  # (kb, M, N)
-            for p_k in p:
-                np.add(acc, p_k, out=acc)
+        if _REDUCE_IS_SEQUENTIAL and _REDUCE_MIN <= M * N < _REDUCE_MAX:
+            _chain_reduce(acc, a_km, b_kn)
+        else:
+            _chain_loop(acc, a_km, b_kn)
         if b_scale is not None:
             s = _f32(b_scale, "gemm b_scale").reshape(-1)
             if s.shape != (N,):
                 raise ValueError(f"gemm: b_scale has {s.size} values, expected N={N}")
             np.multiply(acc, s[None, :], out=acc)
     return acc
+
+
+def _chain_loop(acc: np.ndarray, a_km: np.ndarray, b_kn: np.ndarray) -> None:
+    """acc += A·B as the k-ascending chain: products of a block of consecutive k in one call
+    (speed only), then added into acc one k at a time, exactly as the definition says."""
+    (K, M), N = a_km.shape, b_kn.shape[1]
+    block = max(1, min(K, _GEMM_STAGE_ELEMENTS // max(1, M * N)))
+    products = np.empty((block, M, N), dtype=np.float32)        # (block, M, N)
+    for k0 in range(0, K, block):
+        k1 = min(K, k0 + block)
+        p = products[:k1 - k0]
+        np.multiply(a_km[k0:k1, :, None], b_kn[k0:k1, None, :], out=p)  # (kb, M, N)
+        for p_k in p:
+            np.add(acc, p_k, out=acc)
+
+
+def _chain_reduce(acc: np.ndarray, a_km: np.ndarray, b_kn: np.ndarray) -> None:
+    """The same chain with one ``np.add.reduce`` over axis 0 per block of k: row 0 holds acc,
+    rows 1.. the products. Reducing the outer (non-contiguous) axis of a C-contiguous array,
+    numpy adds whole rows in order, i.e. exactly the chain; :data:`_REDUCE_IS_SEQUENTIAL`
+    checks that at import on a case where any other grouping gives other bits. Faster than
+    the loop when M·N is small (a tile of a few hundred columns), slower when it is large."""
+    (K, M), N = a_km.shape, b_kn.shape[1]
+    block = max(1, min(K, _REDUCE_STAGE_ELEMENTS // (M * N)))
+    staged = np.empty((block + 1, M, N), dtype=np.float32)      # (1 + block, M, N)
+    for k0 in range(0, K, block):
+        k1 = min(K, k0 + block)
+        staged[0] = acc
+        np.multiply(a_km[k0:k1, :, None], b_kn[k0:k1, None, :], out=staged[1:k1 - k0 + 1])
+        np.add.reduce(staged[:k1 - k0 + 1], axis=0, out=acc)
+
+
+#: M·N range where the reduce path is used (below 16 numpy may reduce the k axis as the
+#: contiguous inner loop, with pairwise summation; from 4096 the loop is faster).
+_REDUCE_MIN, _REDUCE_MAX = 16, 4096
+#: Elements per staged block of the reduce path (256 KiB: stays in cache).
+_REDUCE_STAGE_ELEMENTS = 1 << 16
+
+
+def _reduce_is_sequential() -> bool:
+    """True when this numpy's axis-0 add.reduce gives the k-ascending chain's bits."""
+    rng = np.random.default_rng(7)
+    for M, N, K in ((1, 16, 300), (3, 17, 513), (16, 255, 70)):
+        a_km = rng.standard_normal((K, M)).astype(np.float32) * np.float32(1e4)
+        b_kn = rng.standard_normal((K, N)).astype(np.float32)
+        b_kn[::7] *= np.float32(1e-4)                 # mixed magnitudes: grouping shows
+        loop = np.zeros((M, N), np.float32)
+        red = np.zeros((M, N), np.float32)
+        _chain_loop(loop, a_km, b_kn)
+        _chain_reduce(red, a_km, b_kn)
+        if not np.array_equal(loop.view(np.uint32), red.view(np.uint32)):
+            return False
+    return True
+
+
+_REDUCE_IS_SEQUENTIAL = _reduce_is_sequential()
 
 
 # ---------------------------------------------------------------------------- elementwise
