@@ -7,14 +7,14 @@ Weight layout
     one core), and each core's columns into *tiles* of ``nt`` columns: the widest multiple of
     :data:`COLUMN_ALIGN` (or of ``head_dim``) whose ``K × nt`` weights take at most half of
     the core's SRAM. A tile is stored contiguously in HBM (``K × nt`` elements row-major in
-    the weight dtype, then ``nt`` fp32 column scales for int8), so loading it is one
-    transfer. Columns are independent in the GEMM numerics (``vp.spec.numerics.gemm``), so any
+    the weight dtype, then ``nt`` fp32 column scales for int8, then ``nt`` fp32 biases when
+    the layer has a bias), so loading it is one transfer. Columns are independent in the GEMM numerics (``vp.spec.numerics.gemm``), so any
     split gives the reference's bits. LLaMA's gate and up projections form one *gated* linear:
     each tile is a pair (gate columns, the same up columns).
 
 Buffers (per micro-batch, fp32 rows of the step's tokens): ``x`` (residual stream), ``x2``
-(after attention), ``n`` (normalised), ``h`` (FFN hidden), ``q`` (queries), ``att`` (attention
-output), ``last`` (normalised last rows), ``logits``; int32 ``ids``/``pos``/``types``.
+(after attention), ``h`` (FFN hidden), ``q`` (queries), ``att`` (attention output), ``out``
+(logits of each sequence's last token, or pooled embeddings); int32 ``ids``/``pos``/``types``.
 
 KV cache
     Paged: a *block* holds :attr:`Plan.page_tokens` consecutive positions of one sequence for
@@ -72,7 +72,8 @@ def _align(x: int, a: int = HBM_ALIGN) -> int:
 @dataclass
 class Tile:
     """Columns ``[c0, c1)`` of a linear on one core, stored at ``address`` (and ``address2``
-    for the up half of a gated linear); ``nbytes`` per half, scales included."""
+    for the up half of a gated linear); ``nbytes`` per half, scales and biases included;
+    ``bias_offset``: byte offset of the biases in a half (0: no bias)."""
 
     core: int
     c0: int
@@ -80,6 +81,7 @@ class Tile:
     address: int
     nbytes: int
     address2: int = 0
+    bias_offset: int = 0
 
     @property
     def n(self) -> int:
@@ -88,13 +90,14 @@ class Tile:
 
 @dataclass
 class Linear:
-    """One projection: ``K`` inputs, ``N`` outputs, its tiles by core, bias address (or 0)."""
+    """One projection: ``K`` inputs, ``N`` outputs, its tiles by core; ``bias``: whether
+    it has one (stored in the tiles)."""
 
     name: str
     K: int
     N: int
     gated: bool
-    bias: int = 0
+    bias: bool = False
     tiles: dict[int, list[Tile]] = field(default_factory=dict)
 
     def core_tiles(self, core: int) -> list[Tile]:
@@ -163,8 +166,8 @@ class Plan:
         self.buffers = []
         for mb in range(self.micro_batches):
             sizes = {"ids": R * 4, "pos": R * 4, "types": R * 4, "x": R * D * F32,
-                     "x2": R * D * F32, "n": R * D * F32, "h": R * c.d_ff * F32,
-                     "q": R * c.q_dim * F32, "att": R * c.q_dim * F32, "last": B * D * F32,
+                     "x2": R * D * F32, "h": R * c.d_ff * F32, "q": R * c.q_dim * F32,
+                     "att": R * c.q_dim * F32,
                      "out": B * max(c.vocab_size if c.causal else D, D) * F32}
             self.buffers.append({k: heap.take(f"mb{mb}.{k}", v) for k, v in sizes.items()})
         self.weights_base = heap.top
@@ -192,9 +195,15 @@ class Plan:
             + (3 if c.arch == "llama" else 2) * c.d_model * c.d_ff
         return c.n_layers * per_layer + c.vocab_size * c.d_model
 
-    def _tile_width(self, core: int, K: int, unit: int, pair: bool) -> int:
-        budget = self.target.core(core).sram_bytes * TILE_FRACTION / (2 if pair else 1)
-        per_col = K * _WBYTES[self.dtype] + (F32 if self.dtype == "int8" else 0)
+    def _per_column(self, lin: Linear) -> int:
+        """HBM bytes of one tile column: weights, int8 scale, bias."""
+        return lin.K * _WBYTES[self.dtype] + (F32 if self.dtype == "int8" else 0) \
+            + (F32 if lin.bias else 0)
+
+    def _tile_width(self, core: int, lin: Linear, unit: int) -> int:
+        K = lin.K
+        budget = self.target.core(core).sram_bytes * TILE_FRACTION / (2 if lin.gated else 1)
+        per_col = self._per_column(lin)
         units = int(budget // (per_col * unit))
         if units < 1:
             raise CompileError(
@@ -206,20 +215,19 @@ class Plan:
     def _tiles(self, heap: _Heap, lin: Linear, core: int, c0: int, c1: int, unit: int) -> None:
         if c1 <= c0:
             return
-        nt = self._tile_width(core, lin.K, unit, lin.gated)
-        per_col = lin.K * _WBYTES[self.dtype] + (F32 if self.dtype == "int8" else 0)
+        nt = self._tile_width(core, lin, unit)
+        per_col = self._per_column(lin)
         for t0 in range(c0, c1, nt):
             t1 = min(c1, t0 + nt)
             nbytes = (t1 - t0) * per_col
             addr = heap.take(f"{lin.name} core{core} [{t0}:{t1}]", nbytes * (2 if lin.gated else 1))
             lin.tiles.setdefault(core, []).append(
-                Tile(core, t0, t1, addr, nbytes, addr + nbytes if lin.gated else 0))
+                Tile(core, t0, t1, addr, nbytes, addr + nbytes if lin.gated else 0,
+                     nbytes - (t1 - t0) * F32 if lin.bias else 0))
 
     def _linear(self, heap: _Heap, name: str, K: int, N: int, bias: bool,
                 gated: bool = False) -> Linear:
-        lin = Linear(name, K, N, gated)
-        if bias:
-            lin.bias = heap.take(f"{name}.bias", (2 if gated else 1) * N * F32)
+        lin = Linear(name, K, N, gated, bias)
         dense = self.target.dense
         for core, (c0, c1) in zip(dense, split(N, len(dense), COLUMN_ALIGN)):
             self._tiles(heap, lin, core, c0, c1, COLUMN_ALIGN)
@@ -228,9 +236,7 @@ class Plan:
     def _qkv(self, heap: _Heap, name: str, bias: bool) -> Linear:
         c = self.config
         hd, Q, KVD = c.head_dim, c.q_dim, c.kv_dim
-        lin = Linear(name, c.d_model, Q + 2 * KVD, False)
-        if bias:
-            lin.bias = heap.take(f"{name}.bias", lin.N * F32)
+        lin = Linear(name, c.d_model, Q + 2 * KVD, False, bias)
         dense = self.target.dense
         q_split, kv_split = split(c.n_heads, len(dense)), split(c.n_kv_heads, len(dense))
         for core, (a, b), (e, f) in zip(dense, q_split, kv_split):
@@ -264,27 +270,33 @@ class Plan:
             self.lm_head = self._linear(heap, "lm_head", D, V, False)
 
     # -- weight images ---------------------------------------------------------------------------
-    def _pack(self, w: np.ndarray) -> np.ndarray:
-        """A (K, n) fp32 tile in the weight dtype, as bytes (int8: then n fp32 scales)."""
+    def _pack(self, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        """A (K, n) fp32 tile in the weight dtype, as bytes (int8: then n fp32 scales), then
+        its n fp32 biases if any."""
         w = np.ascontiguousarray(w, dtype=np.float32)
+        parts = []
         if self.dtype == "fp32":
-            return w.reshape(-1).view(np.uint8)
-        if self.dtype == "bf16":
-            return numerics.to_bf16(w).reshape(-1).view(np.uint8)
-        amax = np.abs(w).max(axis=0)                                    # (n,)
-        scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
-        q = np.clip(np.rint(w / scale[None, :]), -127, 127).astype(np.int8)
-        return np.concatenate([q.reshape(-1).view(np.uint8), scale.view(np.uint8)])
+            parts.append(w.reshape(-1).view(np.uint8))
+        elif self.dtype == "bf16":
+            parts.append(numerics.to_bf16(w).reshape(-1).view(np.uint8))
+        else:
+            amax = np.abs(w).max(axis=0)                                # (n,)
+            scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+            q = np.clip(np.rint(w / scale[None, :]), -127, 127).astype(np.int8)
+            parts += [q.reshape(-1).view(np.uint8), scale.view(np.uint8)]
+        if b is not None:
+            parts.append(np.ascontiguousarray(b, dtype=np.float32).view(np.uint8))
+        return np.concatenate(parts)
 
     def _linear_images(self, lin: Linear, w: np.ndarray, b: np.ndarray | None):
-        if lin.bias and b is not None:
-            yield lin.bias, np.asarray(b, np.float32)
         half = lin.N
+        bias = (lambda c0, c1: b[c0:c1]) if lin.bias else (lambda c0, c1: None)
         for tiles in lin.tiles.values():
             for t in tiles:
-                yield t.address, self._pack(w[:, t.c0:t.c1])
+                yield t.address, self._pack(w[:, t.c0:t.c1], bias(t.c0, t.c1))
                 if lin.gated:
-                    yield t.address2, self._pack(w[:, half + t.c0:half + t.c1])
+                    yield t.address2, self._pack(w[:, half + t.c0:half + t.c1],
+                                                 bias(half + t.c0, half + t.c1))
 
     def weight_images(self, model):
         """(HBM address, array) pairs to upload for ``model`` (a

@@ -234,8 +234,8 @@ class StepCompiler:
             else:              # x2 = x + att·Wo; x = x2 + ffn(norm2(x2))
                 stages += [lambda: self._linear(prev.o, buf["att"], buf["x2"], R, "residual",
                                                 res=buf["x"]),
-                           lambda: self._norm(buf["x2"], buf["n"], prev.norm2, R),
-                           lambda: self._linear(prev.up, buf["n"], buf["h"], R, "act"),
+                           lambda: self._linear(prev.up, buf["x2"], buf["h"], R, "act",
+                                                norm=prev.norm2),
                            lambda: self._linear(prev.down, buf["h"], buf["x"], R, "residual",
                                                 res=buf["x2"])]
         if l < cfg.n_layers:
@@ -244,13 +244,13 @@ class StepCompiler:
                 stages.append(lambda: self._linear(cur.qkv, buf["x"], buf["q"], R, "qkv",
                                                    layer=l, segs=segs, positions=buf["pos"]))
             else:
-                stages += [lambda: self._norm(buf["x"], buf["n"], cur.norm1, R),
-                           lambda: self._linear(cur.qkv, buf["n"], buf["q"], R, "qkv",
-                                                layer=l, segs=segs, positions=buf["pos"])]
+                stages.append(lambda: self._linear(cur.qkv, buf["x"], buf["q"], R, "qkv",
+                                                   layer=l, segs=segs, positions=buf["pos"],
+                                                   norm=cur.norm1))
         elif cfg.causal:
-            stages += [lambda: self._last_rows(buf, segs),
-                       lambda: self._linear(plan.lm_head, buf["last"], buf["out"], len(segs),
-                                            "store")]
+            stages.append(lambda: self._linear(plan.lm_head, buf["x"], buf["out"], len(segs),
+                                               "store", norm=plan.final_norm,
+                                               rows=[s.r0 + s.T - 1 for s in segs]))
         else:
             stages.append(lambda: self._pool(buf, segs))
         for i, stage in enumerate(stages):
@@ -304,43 +304,43 @@ class StepCompiler:
                 c.store(buf["x"] + a * D * F32, x, n * D * F32)
                 c.top = bb + D * F32 if cfg.arch == "bert" else 0
 
-    def _norm(self, src: int, dst: int, norm: tuple[int, int], R: int,
-              rows: list[int] | None = None) -> None:
-        """dst rows = norm(src rows); ``rows`` picks source rows (one LOAD each) instead of
-        rows 0..R-1."""
+    def _norm(self, src: int, dst: int, norm: tuple[int, int], R: int) -> None:
+        """dst rows = norm(src rows), rows split over the dense cores (post-LN models)."""
         cfg, D = self.cfg, self.cfg.d_model
         for cid, (r0, r1) in self._row_split(R):
             c = self.cores[cid]
             if r1 <= r0:
                 continue
-            g = c.alloc(D * F32, "gamma")
-            c.load(norm[0], g, D * F32)
-            b = 0
-            if norm[1]:
-                b = c.alloc(D * F32, "beta")
-                c.load(norm[1], b, D * F32)
+            g, b = self._load_norm(c, norm)
             base = c.top
             chunk = self._row_chunk(c, D * F32)
             for a in range(r0, r1, chunk):
                 n = min(r1, a + chunk) - a
                 c.top = base
                 x = c.alloc(n * D * F32, "rows")
-                if rows is None:
-                    c.load(src + a * D * F32, x, n * D * F32)
-                else:
-                    for i in range(n):
-                        c.load(src + rows[a + i] * D * F32, x + i * D * F32, D * F32)
-                if norm[1]:
-                    c.p.LAYERNORM(rows=n, cols=D, a=x, gamma=g, beta=b, out=x,
-                                  eps=cfg.norm_eps)
-                else:
-                    c.p.RMSNORM(rows=n, cols=D, a=x, gamma=g, out=x, eps=cfg.norm_eps)
+                c.load(src + a * D * F32, x, n * D * F32)
+                self._apply_norm(c, norm, g, b, x, n)
                 c.store(dst + a * D * F32, x, n * D * F32)
 
-    def _last_rows(self, buf: dict, segs: list[Segment]) -> None:
-        lp_norm = self.plan.final_norm
-        self._norm(buf["x"], buf["last"], lp_norm, len(segs),
-                   rows=[s.r0 + s.T - 1 for s in segs])
+    def _load_norm(self, c: _Core, norm: tuple[int, int]) -> tuple[int, int]:
+        """Allocate and load a norm's gamma (and beta) into the core's SRAM."""
+        D = self.cfg.d_model
+        g = c.alloc(D * F32, "gamma")
+        c.load(norm[0], g, D * F32)
+        b = 0
+        if norm[1]:
+            b = c.alloc(D * F32, "beta")
+            c.load(norm[1], b, D * F32)
+        return g, b
+
+    def _apply_norm(self, c: _Core, norm: tuple[int, int], g: int, b: int, x: int,
+                    n: int) -> None:
+        """LayerNorm (with a beta) or RMSNorm of n rows at x, in place."""
+        D, eps = self.cfg.d_model, self.cfg.norm_eps
+        if norm[1]:
+            c.p.LAYERNORM(rows=n, cols=D, a=x, gamma=g, beta=b, out=x, eps=eps)
+        else:
+            c.p.RMSNORM(rows=n, cols=D, a=x, gamma=g, out=x, eps=eps)
 
     def _pool(self, buf: dict, segs: list[Segment]) -> None:
         """Mean pooling of each sequence's rows: a halving tree of row-block ADDs (the
@@ -363,65 +363,84 @@ class StepCompiler:
     # -- linears ------------------------------------------------------------------------------
     def _linear(self, lin: Linear, src: int, dst: int, R: int, epilogue: str, *,
                 res: int = 0, layer: int = 0, segs: list[Segment] | None = None,
-                positions: int = 0) -> None:
-        """dst = epilogue(src (R, K) · W (+ bias)) on the columns each dense core owns.
+                positions: int = 0, norm: tuple[int, int] | None = None,
+                rows: list[int] | None = None) -> None:
+        """dst = epilogue(A · W (+ bias)) on the columns each dense core owns, A = the R rows
+        of ``src`` (or the rows listed in ``rows``), normalised first with ``norm`` (every
+        dense core normalises the rows it needs itself: no extra pass, no extra barrier).
 
         Epilogues: ``store``; ``act`` (the FFN activation, SwiGLU for a gated linear);
         ``residual`` (+ the same columns of ``res``); ``qkv`` (RoPE on q and k, q to ``dst``,
         k and v into the KV cache of ``layer``)."""
-        plan, cfg = self.plan, self.cfg
-        wb = _WB[plan.dtype]
+        K = lin.K
         for cid in self.target.dense:
             tiles = lin.core_tiles(cid)
             if not tiles:
                 continue
             c = self.cores[cid]
             nt_max = max(t.n for t in tiles)
-            halves = 2 if lin.gated else 1
-            w = c.alloc(halves * lin.K * nt_max * wb + halves * nt_max * F32, "weight tile")
+            w = [c.alloc(max(t.nbytes for t in tiles), "weight tile")
+                 for _ in range(2 if lin.gated else 1)]
             pos = c.alloc(R * 4, "positions") if epilogue == "qkv" else 0
-            if pos:
+            if epilogue == "qkv":
                 c.load(positions, pos, R * 4)
-            # rows per chunk: A (K) + C, C2, tmp (nt each), fp32
-            chunk = min(R, self._row_chunk(c, (lin.K + 3 * nt_max) * F32))
+            g, b = self._load_norm(c, norm) if norm else (0, 0)
+            chunk = min(R, self._row_chunk(c, (K + 3 * nt_max) * F32))
             base = c.top
             for a0 in range(0, R, chunk):
                 m = min(R, a0 + chunk) - a0
                 c.top = base
-                A = c.alloc(m * lin.K * F32, "activation rows")
-                C = c.alloc(m * nt_max * F32, "output tile")
-                C2 = c.alloc(m * nt_max * F32, "output tile")
+                A = c.alloc(m * K * F32, "activation rows")
+                C = [c.alloc(m * nt_max * F32, "output tile") for _ in range(2)]
                 tmp = c.alloc(m * nt_max * F32, "residual tile")
-                c.load(src + a0 * lin.K * F32, A, m * lin.K * F32)
+                if rows is None:
+                    c.load(src + a0 * K * F32, A, m * K * F32)
+                else:
+                    for i in range(m):
+                        c.load(src + rows[a0 + i] * K * F32, A + i * K * F32, K * F32)
+                if norm:
+                    self._apply_norm(c, norm, g, b, A, m)
                 for t in tiles:
-                    self._tile(c, lin, t, A, w, C, C2, tmp, m)
-                    self._epilogue(c, lin, t, epilogue, C, tmp, m, a0, dst, res, layer, segs,
+                    out = self._tile(c, lin, t, A, w, C, tmp, m)
+                    self._epilogue(c, lin, t, epilogue, out, tmp, m, a0, dst, res, layer, segs,
                                    pos)
 
-    def _tile(self, c: _Core, lin: Linear, t: Tile, A: int, w: int, C: int, C2: int, tmp: int,
-              m: int) -> None:
-        """C (m, t.n) = A · W_t (+ bias); for a gated linear C = silu(gate) · up."""
-        plan, dt = self.plan, _DT[self.plan.dtype]
+    def _tile(self, c: _Core, lin: Linear, t: Tile, A: int, w: list[int], C: list[int],
+              tmp: int, m: int) -> int:
+        """A (m, K) · W_t (+ bias) -> the SRAM address of the (m, t.n) fp32 result; for a
+        gated linear silu(gate) · up.
+
+        The bias preloads the accumulator (the reference's numerics): for one row the GEMM
+        accumulates straight into the tile's bias in SRAM, for more rows the bias row is
+        broadcast from HBM (a stride-0 LOAD). int8 weights scale the finished sum, so their
+        bias is added after the GEMM."""
+        plan = self.plan
+        dt, int8 = _DT[plan.dtype], plan.dtype == "int8"
         wbytes = lin.K * t.n * _WB[plan.dtype]
-        halves = [(t.address, C, lin.bias + t.c0 * F32 if lin.bias else 0)]
-        if lin.gated:
-            halves.append((t.address2, C2, lin.bias + (lin.N + t.c0) * F32 if lin.bias else 0))
-        for addr, out, bias in halves:
-            c.load(addr, w, t.nbytes)
-            int8 = plan.dtype == "int8"
-            if bias and not int8:          # the bias preloads the accumulator (reference)
-                c.p.LOAD(hbm=bias, sram=out, row_bytes=t.n * F32, rows=m, hbm_stride=0,
-                         sram_stride=t.n * F32)
-            c.p.GEMM(m=m, n=t.n, k=lin.K, a=A, b=w, c=out, scale=w + wbytes if int8 else 0,
-                     dtype_a="FP32", dtype_b=dt,
+        outs = []
+        for half, address in enumerate([t.address, t.address2][:len(w)]):
+            c.load(address, w[half], t.nbytes)
+            bias = w[half] + t.bias_offset if t.bias_offset else 0
+            out = C[half]
+            if bias and not int8:
+                if m == 1:
+                    out = bias
+                else:
+                    c.p.LOAD(hbm=address + t.bias_offset, sram=out, row_bytes=t.n * F32,
+                             rows=m, hbm_stride=0, sram_stride=t.n * F32)
+            c.p.GEMM(m=m, n=t.n, k=lin.K, a=A, b=w[half], c=out,
+                     scale=w[half] + wbytes if int8 else 0, dtype_a="FP32", dtype_b=dt,
                      flags=("accumulate",) if bias and not int8 else ())
-            if bias and int8:              # weight-only int8: scale the sum, then add the bias
-                c.p.LOAD(hbm=bias, sram=tmp, row_bytes=t.n * F32, rows=m, hbm_stride=0,
-                         sram_stride=t.n * F32)
-                c.p.ADD(n=m * t.n, a=out, b=tmp, out=out)
+            if bias and int8:
+                if m > 1:
+                    c.p.LOAD(hbm=address + t.bias_offset, sram=tmp, row_bytes=t.n * F32,
+                             rows=m, hbm_stride=0, sram_stride=t.n * F32)
+                c.p.ADD(n=m * t.n, a=out, b=bias if m == 1 else tmp, out=out)
+            outs.append(out)
         if lin.gated:
-            c.p.SILU(n=m * t.n, a=C, out=C)
-            c.p.MUL(n=m * t.n, a=C, b=C2, out=C)
+            c.p.SILU(n=m * t.n, a=outs[0], out=outs[0])
+            c.p.MUL(n=m * t.n, a=outs[0], b=outs[1], out=outs[0])
+        return outs[0]
 
     def _store_cols(self, c: _Core, C: int, m: int, n: int, dst: int, N: int, row0: int,
                     col0: int) -> None:
