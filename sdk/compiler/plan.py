@@ -249,8 +249,11 @@ class Plan:
         c = self.config
         D, F, V = c.d_model, c.d_ff, c.vocab_size
         has_beta = c.arch != "llama"
-        vec = lambda name: heap.take(name, D * F32)                         # noqa: E731
-        norm = lambda name: (vec(name + ".gamma"), vec(name + ".beta") if has_beta else 0)  # noqa
+        def norm(name: str) -> tuple[int, int]:
+            """(gamma, beta or 0) addresses: beta right after gamma, so one LOAD takes both."""
+            gamma = heap.take(name, (2 if has_beta else 1) * D * F32)
+            return gamma, gamma + D * F32 if has_beta else 0
+
         self.wte = heap.take("wte", V * D * F32)
         self.wpe = heap.take("wpe", c.max_positions * D * F32) if c.arch != "llama" else 0
         self.wtt = heap.take("wtt", c.type_vocab_size * D * F32) if c.arch == "bert" else 0

@@ -277,14 +277,12 @@ class StepCompiler:
             c = self.cores[cid]
             if r1 <= r0:
                 continue
-            gb = c.alloc(D * F32, "gamma") if cfg.arch == "bert" else 0
-            bb = c.alloc(D * F32, "beta") if cfg.arch == "bert" else 0
-            if cfg.arch == "bert":
-                c.load(plan.emb_norm[0], gb, D * F32)
-                c.load(plan.emb_norm[1], bb, D * F32)
+            gb, bb = self._load_norm(c, plan.emb_norm) if cfg.arch == "bert" else (0, 0)
             chunk = self._row_chunk(c, 2 * D * F32 + 3 * 4)
+            base = c.top
             for a in range(r0, r1, chunk):
                 n = min(r1, a + chunk) - a
+                c.top = base
                 ids, x = c.alloc(n * 4, "ids"), c.alloc(n * D * F32, "rows")
                 tmp = c.alloc(n * D * F32, "rows")
                 c.load(buf["ids"] + a * 4, ids, n * 4)
@@ -299,10 +297,8 @@ class StepCompiler:
                     c.p.EMBED(n=n, ids=ids, table=table, row_bytes=D * F32, out=tmp)
                     c.p.ADD(n=n * D, a=x, b=tmp, out=x)
                 if cfg.arch == "bert":
-                    c.p.LAYERNORM(rows=n, cols=D, a=x, gamma=gb, beta=bb, out=x,
-                                  eps=cfg.norm_eps)
+                    self._apply_norm(c, plan.emb_norm, gb, bb, x, n)
                 c.store(buf["x"] + a * D * F32, x, n * D * F32)
-                c.top = bb + D * F32 if cfg.arch == "bert" else 0
 
     def _norm(self, src: int, dst: int, norm: tuple[int, int], R: int) -> None:
         """dst rows = norm(src rows), rows split over the dense cores (post-LN models)."""
@@ -324,14 +320,10 @@ class StepCompiler:
 
     def _load_norm(self, c: _Core, norm: tuple[int, int]) -> tuple[int, int]:
         """Allocate and load a norm's gamma (and beta) into the core's SRAM."""
-        D = self.cfg.d_model
-        g = c.alloc(D * F32, "gamma")
-        c.load(norm[0], g, D * F32)
-        b = 0
-        if norm[1]:
-            b = c.alloc(D * F32, "beta")
-            c.load(norm[1], b, D * F32)
-        return g, b
+        D, n = self.cfg.d_model, 2 if norm[1] else 1
+        g = c.alloc(n * D * F32, "gamma and beta")
+        c.load(norm[0], g, n * D * F32)               # beta follows gamma (the plan's layout)
+        return g, g + D * F32 if norm[1] else 0
 
     def _apply_norm(self, c: _Core, norm: tuple[int, int], g: int, b: int, x: int,
                     n: int) -> None:
