@@ -8,6 +8,7 @@ import sys
 
 from pathlib import Path
 
+from sdk import ReferenceModel, write_tiny_checkpoint
 from tests.helpers.board_server import running_server
 from vp.spec.board_config import load_board
 from vp.spec.regmap import REGMAP
@@ -23,8 +24,25 @@ def npuvp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 def test_demo_is_the_main_job():
     run = npuvp("demo")
     assert run.returncode == 0, run.stderr
+    assert "wrote a tiny random gpt2 model" in run.stdout and "tokens/s" in run.stdout
+    assert "bit-exact with the numpy reference: yes" in run.stdout
+
+
+def test_demo_driver_example():
+    run = npuvp("demo", "--driver")
+    assert run.returncode == 0, run.stderr
     assert "bytes match" in run.stdout and "READ_ONLY" in run.stdout
     assert "bit-exact with the op numerics" in run.stdout
+
+
+def test_generate_over_grpc(tmp_path):
+    model = write_tiny_checkpoint(tmp_path / "tiny", "gpt2", n_layer=1)
+    with running_server() as address:
+        run = npuvp("generate", "--device", f"grpc://{address}", "--model", str(model),
+                    "--prompt-ids", "5,6,7", "--max-new-tokens", "3", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["tokens"] == \
+        ReferenceModel.from_pretrained(model).generate_greedy([[5, 6, 7]], 3)
 
 
 def test_info_json_embedded_and_grpc():

@@ -1,8 +1,10 @@
 """The ``npuvp`` command line.
 
 The command line is an application above both sides of the wire: each subcommand imports what
-it needs when it runs (device side for ``serve`` and ``bench``, host side for ``info`` and
-``demo``), so ``npuvp info --device grpc://...`` never loads a device model.
+it needs when it runs (device side for ``serve`` and ``bench``; host side, the driver and the
+SDK, for ``info``, ``generate``, ``embed``, ``compile`` and ``demo``), so
+``npuvp generate --device grpc://...`` never loads a device model. The SDK commands live in
+:mod:`sdk.cli`.
 """
 
 from __future__ import annotations
@@ -64,10 +66,58 @@ def _cmd_validate(args) -> int:
     return validate(json=args.json)
 
 
+def _cmd_generate(args) -> int:
+    from sdk.cli import generate
+    return generate(args)
+
+
+def _cmd_embed(args) -> int:
+    from sdk.cli import embed
+    return embed(args)
+
+
+def _cmd_compile(args) -> int:
+    from sdk.cli import compile_model
+    return compile_model(args)
+
+
 def _cmd_demo(args) -> int:
-    from drivers.example import run
-    result = run(args.device)
-    return 0 if result["bytes_equal"] else 1
+    from sdk.cli import demo
+    return demo(args)
+
+
+def _prompt_ids(text: str) -> list[int]:
+    from sdk.cli import parse_ids
+    try:
+        return parse_ids(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _board_option(s, what: str = "run the model on an embedded board of it") -> None:
+    s.add_argument("--board", help=f"board file or shipped board name (afd, unified): {what}")
+
+
+def _compile_options(s) -> None:
+    s.add_argument("--placement", default="afd",
+                   help="afd: attention on CA cores, the rest on CF cores (default); "
+                        "unified: every core does both")
+    s.add_argument("--dtype", default="fp32",
+                   help="weight dtype: fp32 (bit-exact, default), bf16 or int8 (weight-only)")
+    s.add_argument("--max-context", type=int, metavar="N",
+                   help="positions per sequence (default: the model's maximum)")
+
+
+def _session_options(s) -> None:
+    s.add_argument("--model", required=True, metavar="DIR",
+                   help="Hugging Face model directory (config.json, *.safetensors, "
+                        "tokenizer.json)")
+    s.add_argument("--device", help="device URL (default: embedded://)")
+    _board_option(s)
+    _compile_options(s)
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are off with --json or without a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,8 +150,54 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print a list of {check, expected, measured, error, passed}")
     s.set_defaults(func=_cmd_validate)
 
-    s = sub.add_parser("demo", help="end-to-end driver example on a board (default: embedded)")
-    s.add_argument("--device", default="embedded://", help="device URL (default: embedded://)")
+    s = sub.add_parser("generate", help="generate tokens with a model on a board")
+    _session_options(s)
+    s.add_argument("--prompt", action="append", dest="prompts", metavar="TEXT",
+                   help="a text prompt (repeat for a batch)")
+    s.add_argument("--prompt-ids", action="append", dest="prompts", type=_prompt_ids,
+                   metavar="1,2,3", help="a prompt of token ids (repeat for a batch)")
+    s.add_argument("--max-new-tokens", type=int, default=16, metavar="N",
+                   help="tokens to generate per prompt (default: 16)")
+    s.add_argument("--temperature", type=float, default=0.0,
+                   help="0: greedy (default); else sample from softmax(logits / T)")
+    s.add_argument("--top-k", type=int, default=0, metavar="K",
+                   help="sample among the K most likely tokens (0: all)")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    s.set_defaults(func=_cmd_generate)
+
+    s = sub.add_parser("embed", help="sentence embeddings with an encoder (BERT) on a board")
+    _session_options(s)
+    s.add_argument("texts", nargs="+", metavar="TEXT")
+    s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("compile", help="compile a model for a board file (no device): "
+                                       "memory map, schedule, core programs, packets")
+    s.add_argument("--model", required=True, metavar="DIR", help="Hugging Face model directory")
+    s.add_argument("-o", "--out", required=True, metavar="OUT", help="output directory")
+    _board_option(s, "compile for it (default: the default board)")
+    _compile_options(s)
+    s.add_argument("--prompt-tokens", type=int, default=8, metavar="N",
+                   help="prompt length of the compiled prefill step (default: 8)")
+    s.add_argument("--batch", type=int, default=1, metavar="B",
+                   help="sequences per step (default: 1)")
+    s.add_argument("--page-tokens", type=int, default=64, metavar="N",
+                   help="positions per KV-cache block (default: 64)")
+    s.set_defaults(func=_cmd_compile)
+
+    s = sub.add_parser("demo", help="a tiny random model end to end on a board (default: "
+                                    "embedded), checked against the numpy reference")
+    s.add_argument("--driver", action="store_true",
+                   help="run the driver example instead (DMA, command queue, a GEMM, errors)")
+    s.add_argument("--device", help="device URL (default: embedded://)")
+    _board_option(s)
+    _compile_options(s)
+    s.add_argument("--arch", choices=("gpt2", "llama"), default="gpt2",
+                   help="tiny model architecture (default: gpt2)")
+    s.add_argument("--model-dir", metavar="DIR",
+                   help="write the tiny model here and keep it (default: a temporary directory)")
+    s.add_argument("--max-new-tokens", type=int, default=16, metavar="N")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_demo)
     return p
 
@@ -124,8 +220,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from vp.spec.board_config import BoardConfigError
     from vp.spec.errors import GuestError, RequestError
     from vp.spec.transport import TransportError
+    from sdk.checkpoint import CheckpointError
+    from sdk.cli import UsageError
+    from sdk.compiler import CompileError
+    from sdk.model_config import UnsupportedModelError
     return (GuestError, RequestError, TransportError, BoardConfigError, DeviceTimeout,
-            IncompatibleDeviceError, UnknownDeviceUrl, OSError)
+            IncompatibleDeviceError, UnknownDeviceUrl, OSError, CheckpointError,
+            UnsupportedModelError, CompileError, UsageError)
 
 
 if __name__ == "__main__":
