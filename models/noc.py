@@ -50,6 +50,12 @@ A transaction through a port, arriving at ``t0 = now + delay``:
 * debug transport: decode only, no time, no counters. DMI: the target's region, its latency
   raised by the zero-load time of one-flit packets (read: there and back; write: there).
 
+Cost: each direction of a transaction is timed in one pass over its packets (an interleaved
+target's fan-out: a 16 MiB HBM read is 8 header packets out and 8 data packets back), with the
+routes, the split over the target's nodes and the loop state cached or kept local; link busy
+cycles are summed per route and added to the channels when read. The packet-by-packet form
+(``_send``, used for ``buffer_flits``) gives identical results (tests compare them).
+
 Counters (plain ints): transactions, packets, bytes (every packet's size, headers included),
 byte_hops (sum of bytes x hops, for energy), queue_ps (sum over packets of arrival minus
 zero-load arrival), address_errors; ``link_busy_cycles`` (per channel: flits carried, so a
@@ -146,6 +152,13 @@ class Noc(Module):
         self._targets: dict[int, tuple[tuple[int, ...], InitiatorSocket, int]] = {}
         self._ports: dict[str, _Port] = {}
         self._routes: dict[tuple[int, int], tuple[int, ...]] = {}    # channel ids, cached
+        # Routes of the one-pass timing (_fan), cached: (src agent, target base) -> plan; each
+        # route's channels and its flits not yet added to link_busy_cycles, by route id.
+        self._plans: dict[tuple[int, int], list] = {}
+        self._route_ids: dict[tuple[int, ...], int] = {}
+        self._route_chans: list[tuple[int, ...]] = []
+        self._route_flits: list[int] = []
+        self._share_cache: dict[tuple, tuple] = {}
         # Agents: every node's own port (agents 0..n-1, channels 4n+node and 5n+node), then one
         # per initiator port and per target attachment, each with its own local channels.
         self._agent_node = list(range(self.n_nodes))
@@ -331,7 +344,7 @@ class Noc(Module):
     # -- forward path -----------------------------------------------------------------------
     def _transport(self, src: int, trans: Payload, delay_ps: int) -> int:
         address, length = trans.address, trans.length
-        hit = self._decoder.decode(address, max(length, 1))
+        hit = self._decoder.decode(address, length if length > 1 else 1)
         if hit is None:
             self.count["address_errors"] += 1
             trans.response = _ADDRESS_ERROR
@@ -341,12 +354,125 @@ class Noc(Module):
         self.count["transactions"] += 1
         now, command = self.sim.now, trans.command
         t0 = now + delay_ps
-        shares = self._shares(address - base, length, nodes, granule)
+        offset = address - base
+        if not self._one_pass:                  # wormhole backpressure: packet by packet
+            return self._transport_packets(src, trans, sock, now, t0, offset,
+                                           self._shares(offset, length, nodes, granule))
+        ways = len(nodes)
+        shares = ((0, length),) if ways == 1 else self._way_shares(offset, length, ways, granule)
+        plan = self._plans.get((src, base)) or self._plan(src, base)
+        fb = self.flit_bytes
+        # Each direction of the transaction is timed in one pass over its packets (an
+        # interleaved target's fan-out to its nodes), the per-channel rule of _send.
+        t = self._fan(plan, shares, t0, 0, 0 if command is _WRITE else fb)
+        trans.address = offset
+        try:
+            t = now + sock.b_transport(trans, t - now)
+        finally:
+            trans.address = address
+        if command is _READ:
+            t = self._fan(plan, shares, t, 1, 0 if trans.response == _OK else fb)
+        return t - now
+
+    def _plan(self, src: int, base: int) -> list:
+        """Per node (way) of the target at ``base``: the routes from agent ``src`` there and
+        back, each ``(injection port, mesh links, ejection port, hops, route id)`` (cached)."""
+        plan = []
+        for dst in self._targets[base][0]:
+            pair = []
+            for chans in (self._path(src, dst), self._path(dst, src)):
+                rid = self._route_ids.get(chans)
+                if rid is None:
+                    rid = self._route_ids[chans] = len(self._route_chans)
+                    self._route_chans.append(chans)
+                    self._route_flits.append(0)
+                pair.append((chans[0], chans[1:-1], chans[-1], len(chans) - 2, rid))
+            plan.append(tuple(pair))
+        self._plans[(src, base)] = plan
+        return plan
+
+    def _way_shares(self, offset: int, nbytes: int, ways: int, granule: int) -> tuple:
+        """(way, bytes) of :meth:`_shares` by node index, cached: the split repeats every
+        ``ways * granule`` bytes."""
+        key = (offset % (ways * granule), nbytes, ways, granule)
+        shares = self._share_cache.get(key)
+        if shares is None:
+            if len(self._share_cache) >= 4096:
+                self._share_cache.clear()
+            shares = self._share_cache[key] = tuple(
+                self._shares(offset, nbytes, tuple(range(ways)), granule))
+        return shares
+
+    def _fan(self, plan: list, shares: tuple, t0: int, back: int, size: int) -> int:
+        """Time one packet per share ``(way, bytes)`` in order, all injected at ``t0`` (ps), on
+        ``plan``'s routes there (``back`` 0) or back (1), each of ``size`` bytes (0: the
+        share's bytes): the per-channel rule of :meth:`_send`. Returns the latest arrival (ps).
+        Link busy cycles are added per route and folded into channels when read."""
+        busy, route_flits, table, D, flits = (self.busy_until, self._route_flits,
+                                              self._cycles_ps, self._hop, self.flits)
+        limit = len(table)
+        latest = total = byte_hops = queued = 0
+        last_n = S = -1
+        for way, nbytes in shares:
+            c0, links, ce, hops, rid = plan[way][back]
+            if size:
+                nbytes = size
+            if nbytes != last_n:                # the shares of a long access are mostly equal
+                S, last_n = flits(nbytes), nbytes
+            ps = table if S + (hops + 2) * D < limit else self._ps_of
+            base = busy[c0]                     # injection port: no head delay after it
+            if base < t0:
+                base = t0
+            busy[c0] = base + ps[S]
+            k = 0
+            for c in links:                     # the head is at base + k cycles
+                b = busy[c]
+                if b > base + ps[k]:            # stalled: the count restarts at busy-until
+                    base, k = b, 0
+                busy[c] = base + ps[k + S]
+                k += D
+            b = busy[ce]
+            if b > base + ps[k]:
+                base, k = b, 0
+            arrival = busy[ce] = base + ps[k + S]
+            route_flits[rid] += S
+            if arrival > latest:
+                latest = arrival
+            total += nbytes
+            byte_hops += nbytes * hops
+            queued += arrival - ps[hops * D + S]
+        cnt = self.count
+        cnt["packets"] += len(shares)
+        cnt["bytes"] += total
+        cnt["byte_hops"] += byte_hops
+        cnt["queue_ps"] += queued - len(shares) * t0
+        return latest
+
+    @property
+    def link_busy_cycles(self) -> list[int]:
+        """Per channel: cycles spent carrying flits (plain ints)."""
+        flits, chans, lb = self._route_flits, self._route_chans, self._link_busy
+        for rid, n in enumerate(flits):
+            if n:
+                for c in chans[rid]:
+                    lb[c] += n
+                flits[rid] = 0
+        return lb
+
+    @link_busy_cycles.setter
+    def link_busy_cycles(self, value: list[int]) -> None:
+        self._link_busy = value
+        self._route_flits = [0] * len(self._route_chans)
+
+    def _transport_packets(self, src: int, trans: Payload, sock, now: int, t0: int,
+                           offset: int, shares) -> int:
+        """:meth:`_transport` one :meth:`_send` per packet (the wormhole option)."""
+        address, command = trans.address, trans.command
         if command is _WRITE:
             t = max(self._send(src, d, n, t0) for d, n in shares)
         else:
             t = max(self._send(src, d, self.flit_bytes, t0) for d, _ in shares)
-        trans.address = address - base
+        trans.address = offset
         try:
             t = now + sock.b_transport(trans, t - now)
         finally:
@@ -397,6 +523,9 @@ class Noc(Module):
         self.link_busy_cycles = [0] * channels
         self.count = dict.fromkeys(COUNTERS, 0)
         self._hop = self.router_cycles + self.link_cycles
+        # Without backpressure a transaction's packets are timed in one pass (_fan); with it
+        # (or when a test asks for the reference) one _send per packet.
+        self._one_pass = self.buffer_flits is None
         if self.buffer_flits is not None:   # how far a tail may trail: injection, link
             self._hold_ps = (cycles_to_ps(self.buffer_flits, self.clock_hz),
                              cycles_to_ps(self._hop + self.buffer_flits, self.clock_hz))

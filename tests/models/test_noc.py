@@ -429,3 +429,40 @@ def test_each_agent_at_a_node_has_its_own_local_ports(sim):
     t = other.b_transport(Payload.write(WIN, np.zeros(64, np.uint8)), 0)
     assert t == noc.zero_load_ps((0, 0), (1, 0), 64)          # not behind the core's data
     assert bulk == noc.zero_load_ps((1, 0), (3, 0), 64) + noc.zero_load_ps((3, 0), (1, 0), 64 * 64)
+
+
+@pytest.mark.parametrize("clock_hz", [CLK, 1_500_000_000])
+def test_one_pass_fan_out_times_like_one_send_per_packet(sim, clock_hz):
+    """The fast path times a transaction's packets (an interleaved target's fan-out, there and
+    back) in one pass; random mixed traffic gives the same delays, busy-until times, link busy
+    cycles and counters as the reference, one _send per packet."""
+    nocs, inits = [], []
+    for name in ("fast", "ref"):
+        noc = Noc(sim, name, **{**PARAMS, "clock_hz": clock_hz})
+        noc.map(0, WIN, Mem(sim, latency_ps=3_000), [(0, 0), (3, 0), (0, 2), (3, 2), (1, 1)],
+                "hbm", interleave_bytes=256)
+        for n in range(noc.n_nodes):
+            noc.map((n + 1) * WIN, WIN, Mem(sim, latency_ps=500), noc.node_xy(n), f"m{n}")
+        inits.append([InitiatorSocket(f"{name}{n}") for n in range(noc.n_nodes)])
+        for n, init in enumerate(inits[-1]):
+            init.bind(noc.port(noc.node_xy(n), f"p{n}"))
+        nocs.append(noc)
+    nocs[1]._one_pass = False
+    rng = random.Random(11)
+    for i in range(600):
+        src = rng.randrange(12)
+        address = rng.choice([rng.randrange(WIN - 70_000), (rng.randrange(12) + 1) * WIN + 64])
+        n = rng.choice([0, 4, 64, 256, 300, 1024, 5000, 65_536])
+        write_ = rng.random() < 0.4
+        delay = i * 700 + rng.randrange(3) * 2_000
+        got = []
+        for init in (inits[0][src], inits[1][src]):
+            trans = Payload.write(address, np.zeros(n, np.uint8)) if write_ else \
+                Payload.read(address, n)
+            trans.extensions["timing_only"] = True
+            got.append(init.b_transport(trans, delay))
+        assert got[0] == got[1], i
+    fast, ref = nocs
+    assert fast.busy_until == ref.busy_until
+    assert fast.link_busy_cycles == ref.link_busy_cycles
+    assert fast.counters() == ref.counters() and fast.state() == ref.state()
