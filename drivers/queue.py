@@ -54,6 +54,12 @@ class QueueFull(RuntimeError):
     """More packet bytes than the ring can take now (the board has not consumed them yet)."""
 
 
+def _reached(fence: int, value: int) -> bool:
+    """Whether a fence register reading ``fence`` has passed ``value``, in serial-number
+    arithmetic (the 32-bit values wrap): up to 2^31 - 1 fences ahead counts as passed."""
+    return (fence - value) & 0xFFFF_FFFF < 0x8000_0000
+
+
 class CommandQueue:
     """Queue ``index`` with its ring of ``ring_size`` bytes at HBM ``ring_address``."""
 
@@ -65,7 +71,6 @@ class CommandQueue:
         self.dev, self.index = dev, index
         self.address, self.size = ring_address, ring_size
         self.tail = 0
-        self._next_fence = 1
         dev.write_fields(f"cp.Q_CTRL[{index}]", RESET=1)
         b = dev.batch()
         b.write(f"cp.RING_BASE_LO[{index}]", ring_address & 0xFFFF_FFFF)
@@ -73,6 +78,9 @@ class CommandQueue:
         b.write(f"cp.RING_SIZE[{index}]", ring_size)
         b.write(f"cp.Q_CTRL[{index}]", REGMAP.reg("cp.Q_CTRL[0]").field("ENABLE").mask)
         b.execute()
+        # Continue from the fence value the queue holds: a queue reset keeps cp.FENCE, so a
+        # new owner counting from 1 would take an earlier owner's fences for its own.
+        self._next_fence = dev.read_reg(f"cp.FENCE[{index}]") % 0xFFFF_FFFF + 1
         self.check()
 
     # -- submitting -------------------------------------------------------------------------
@@ -112,7 +120,7 @@ class CommandQueue:
         deadline = dev.now_ps + timeout_ps
         while True:
             self.check()
-            if dev.read_reg(f"cp.FENCE[{self.index}]") >= value:
+            if _reached(dev.read_reg(f"cp.FENCE[{self.index}]"), value):
                 return
             left = deadline - dev.now_ps
             if left <= 0:

@@ -223,16 +223,10 @@ def _steps(plan, batch: int, prompt_tokens: int):
     c = plan.config
     per_seq = -(-(prompt_tokens + 1) // plan.page_tokens)          # KV blocks per sequence
     blocks = [list(range(i * per_seq, (i + 1) * per_seq)) for i in range(batch)]
-    m = min(plan.micro_batches, batch)
-    bounds = np.linspace(0, batch, m + 1).round().astype(int)
-    groups = [range(bounds[g], bounds[g + 1]) for g in range(m)]
+    groups = plan.split_batch(batch)
 
     def step(make):
-        mbs = [[make(i) for i in g] for g in groups]
-        for segs in mbs:
-            for row, s in enumerate(segs):
-                s.row = row
-        return mbs
+        return [[make(i) for i in g] for g in groups]
 
     ids = np.arange(prompt_tokens) % c.vocab_size
     if not c.causal:

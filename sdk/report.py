@@ -69,6 +69,14 @@ class Report:
 
     def __str__(self) -> str:
         util = ", ".join(f"{k.upper()} {v:.1%}" for k, v in self.utilisation.items())
+        if not self.new_tokens:                 # an encoder pass (embed)
+            return "\n".join([
+                f"board {self.board} ({self.placement}, {self.dtype}), batch {self.batch}: "
+                f"{self.prompt_tokens} tokens encoded in {self.total_ps / 1e6:.3f} us "
+                f"({self.tokens_per_s:,.0f} tokens/s at the chip clock)",
+                f"  utilisation {util}; HBM {self.hbm_bytes:,} B, NoC {self.noc_bytes:,} B",
+                f"  energy {self.energy_j * 1e3:.4f} mJ, "
+                f"{self.energy_per_token_j * 1e6:.3f} uJ/token"])
         lines = [
             f"board {self.board} ({self.placement}, {self.dtype}), batch {self.batch}: "
             f"{self.prompt_tokens} prompt tokens, {self.new_tokens} new tokens in "

@@ -29,6 +29,7 @@ from sdk.model_config import ModelConfig, load_config
 from sdk.reference import ReferenceModel
 from sdk.report import Report
 from sdk.tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer
+from vp.spec import isa
 
 #: Simulated time one step may take before the driver gives up (ps): 1000 s.
 STEP_TIMEOUT_PS = 10 ** 15
@@ -57,7 +58,7 @@ def _progress(enabled: bool, total: int, desc: str, unit: str = "it"):
     if not enabled:
         return None
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", leave=False)
 
 
 class Session:
@@ -158,32 +159,17 @@ class Session:
                              f"{self.plan.max_batch}")
         return out
 
-    def _micro_batches(self, n: int) -> list[list[int]]:
-        """Sequence indices of each micro-batch: contiguous, as even as possible."""
-        m = min(self.plan.micro_batches, n)
-        bounds = np.linspace(0, n, m + 1).round().astype(int)
-        return [list(range(bounds[i], bounds[i + 1])) for i in range(m)]
-
     # -- running a step -----------------------------------------------------------------------
     def _run(self, groups: list[list[int]], segments: dict[int, Segment]) -> tuple[np.ndarray, int, int]:
         """Compile, load and run one step; returns (outputs by sequence, step ps, instructions)."""
-        mbs = [[segments[i] for i in g] for g in groups]
-        for g in mbs:
-            for row, s in enumerate(g):
-                s.row = row
-        step = self.compiler.compile(mbs)
+        step = self.compiler.compile([[segments[i] for i in g] for g in groups])
         for address, image in step.images():
             self.dev.write_mem(address, np.ascontiguousarray(image))
         self.queue.submit(*step.packets)
         self.queue.sync(STEP_TIMEOUT_PS)
-        if self.target.performance:
-            t0 = t1 = 0
-            ts = self.dev.stats()["now_ps"]
-            step_ps = ts - self._last_now
-            self._last_now = ts
-        else:
-            t0, t1 = self.dev.read_mem(step.timestamps, 16).view("<u8")
-            step_ps = int(t1 - t0) * 1000
+        # TIMESTAMP packets write real bytes in both modes (only core data is timing-only)
+        t0, t1 = (int(t) for t in self.dev.read_mem(step.timestamps, 16).view("<u8"))
+        step_ps = (t1 - t0) * isa.TIMESTAMP_UNIT_PS
         width = self.config.vocab_size if self.config.causal else self.config.d_model
         out = np.zeros((sum(len(g) for g in groups), width), np.float32)
         if not self.target.performance:
@@ -213,9 +199,8 @@ class Session:
                 raise ValueError(f"prompt {i}: {len(s)} tokens + {max_new_tokens} new tokens "
                                  f"exceed the context of {self.plan.max_context} positions")
         rng = np.random.default_rng(seed)
-        groups = self._micro_batches(len(seqs))
+        groups = self.plan.split_batch(len(seqs))
         before = self.dev.stats()
-        self._last_now = before["now_ps"]
         tokens: list[list[int]] = [[] for _ in seqs]
         steps, instructions, all_logits = [], 0, []
         bar = _progress(self.progress, max_new_tokens, "generate", "tok")
@@ -258,9 +243,8 @@ class Session:
             if len(s) > self.plan.max_context:
                 raise ValueError(f"input {i}: {len(s)} tokens exceed the context of "
                                  f"{self.plan.max_context} positions")
-        groups = self._micro_batches(len(seqs))
+        groups = self.plan.split_batch(len(seqs))
         before = self.dev.stats()
-        self._last_now = before["now_ps"]
         try:
             segs = {i: Segment(s, 0, self.kv.reserve(i, len(s)),
                                types=np.zeros(len(s), np.int64)) for i, s in enumerate(seqs)}

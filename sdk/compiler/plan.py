@@ -28,6 +28,7 @@ Host-side code: imports only ``vp.spec``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -329,6 +330,13 @@ class Plan:
                 yield self.final_norm[1], model.final_b
             yield from self._linear_images(self.lm_head, model.lm_head, None)
 
+    def split_batch(self, n: int) -> list[list[int]]:
+        """Sequence indices 0..n-1 split into micro-batches: contiguous, as even as possible
+        (one micro-batch per sequence at most)."""
+        m = min(self.micro_batches, n)
+        bounds = [round(i * n / m) for i in range(m + 1)]
+        return [list(range(bounds[i], bounds[i + 1])) for i in range(m)]
+
     # -- KV cache -------------------------------------------------------------------------------
     def kv_address(self, block: int, layer: int, kind: int, kv_head: int, slot: int = 0) -> int:
         """HBM address of position ``slot`` (within the block) of K (kind 0) or V (kind 1)."""
@@ -347,7 +355,7 @@ class Plan:
         folded: dict[str, list[int]] = {}
         order = []
         for name, addr, nbytes in self.heap.regions:
-            key = name.split(" ")[0]
+            key = re.sub(r" core\d+.*$", "", name)          # fold a linear's tiles, programs
             if key not in folded:
                 folded[key] = [addr, 0, 0]
                 order.append(key)
@@ -355,7 +363,7 @@ class Plan:
             folded[key][2] += 1
         for key in order:
             addr, nbytes, n = folded[key]
-            more = f" in {n} tiles" if n > 1 else ""
+            more = f" ({n} regions)" if n > 1 else ""
             lines.append(f"  0x{addr:012x}  {format_size(nbytes):>12}  {key}{more}")
         return "\n".join(lines)
 

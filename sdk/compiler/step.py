@@ -47,15 +47,16 @@ _WB = {"fp32": 4, "bf16": 2, "int8": 1}
 @dataclass
 class Segment:
     """One sequence's new tokens in a step: ``ids`` (T,), starting at position ``pos0``;
-    ``blocks``: its KV-cache block table (covering ``pos0 + T`` positions); ``row``: its output
-    row (logits or embedding) in the micro-batch; ``types``: BERT token types or None."""
+    ``blocks``: its KV-cache block table (covering ``pos0 + T`` positions); ``types``: BERT
+    token types or None. ``row`` (its output row) and ``r0`` (its first row in the
+    micro-batch's buffers) are set by :meth:`StepCompiler.compile`."""
 
     ids: np.ndarray
     pos0: int
     blocks: list[int]
     row: int = 0
     types: np.ndarray | None = None
-    r0: int = 0                      # first row in the micro-batch's buffers (set by compile)
+    r0: int = 0
 
     @property
     def T(self) -> int:
@@ -128,6 +129,8 @@ class StepCompiler:
         self.mbs = micro_batches + [[] for _ in range(plan.micro_batches - len(micro_batches))]
         inputs = []
         for mb, segs in enumerate(self.mbs):
+            for row, s in enumerate(segs):
+                s.row = row                     # its output row in the micro-batch
             self._check_segments(mb, segs)
             if not segs:
                 continue
