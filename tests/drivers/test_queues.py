@@ -31,6 +31,27 @@ def test_fence_completes_and_raises_cp_fence(queue, device):
     assert not device.read_field("cp.Q_STATUS[0]", "BUSY")
 
 
+def test_a_new_owner_of_a_queue_waits_for_its_own_fences(queue, device):
+    """A queue reset keeps cp.FENCE: a second CommandQueue on the same ring must not take the
+    first owner's fence values for its own (its sync must wait for its own packets)."""
+    for _ in range(3):
+        queue.sync(10 * US)
+    second = CommandQueue(device, 0, RING, 4096)
+    stamp = RING + 8192
+    device.write_mem(stamp, np.zeros(8, np.uint8))
+    second.submit(isa.encode_packet("TIMESTAMP", address=stamp))
+    value = second.fence()
+    assert value == 4
+    second.wait_fence(value, 10 * US)
+    assert device.read_mem(stamp, 8).view("<u8")[0] > 0
+
+
+def test_fence_comparison_wraps_around():
+    from drivers.queue import _reached
+    assert _reached(5, 5) and _reached(6, 5) and not _reached(4, 5)
+    assert _reached(2, 0xFFFF_FFF0) and not _reached(0xFFFF_FFF0, 2)
+
+
 def test_dma_packet_copies_strided_rows(queue, device):
     src, dst = CFG.hbm.base + 0x20_0000, CFG.hbm.base + 0x40_0000
     image = np.arange(64 * 256, dtype=np.uint8).reshape(64, 256)
