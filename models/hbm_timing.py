@@ -294,6 +294,9 @@ class HbmArray:
     #: one (each ~7 us for a long share, ~1 us for a granule, + ~2.5 us to copy it over the
     #: group) when that is estimated cheaper.
     VECTOR_COST = 36
+    #: At most this many groups of pseudo-channels in the same timing state for a range over
+    #: all of them to be tried share by share when they are cold (:meth:`_serve_cold`).
+    COLD_PIECES = 8
     #: Decompositions kept (least recently used dropped): each is a few shares x banks arrays.
     CACHE_ENTRIES = 256
 
@@ -315,12 +318,17 @@ class HbmArray:
         self.bus_free = np.zeros(n, _I64)
         self.act_free = np.zeros(n, _I64)
         self.epoch = np.zeros(n, _I64)
-        self.open_row = np.full((n, B), -1, _I64)
-        self.act_at = np.zeros((n, B), _I64)
+        self._open_row = np.full((n, B), -1, _I64)
+        self._act_at = np.zeros((n, B), _I64)
         self.pc_busy_ps = np.zeros(n, _I64)
+        # Bank writes of cold shares not yet applied to open_row / act_at (_serve_cold), and
+        # data-bus busy time not yet added to every pseudo-channel's pc_busy_ps.
+        self._banks_due: list[tuple] = []
+        self._busy_all = 0
         # Scalar views of the same memory (Python ints in and out, list-speed indexing).
         self._mv = tuple(memoryview(a.reshape(-1)) for a in (
-            self.bus_free, self.act_free, self.epoch, self.open_row, self.act_at, self.pc_busy_ps))
+            self.bus_free, self.act_free, self.epoch, self._open_row, self._act_at,
+            self.pc_busy_ps))
         self._closed_row = memoryview(np.full(B, -1, _I64))
         self._wrap = np.arange(2 * n) % n       # pcs of consecutive granules from any pc
         self._arB = np.arange(n, dtype=_I64) * B
@@ -336,20 +344,24 @@ class HbmArray:
 
     def reset(self, now: int = 0) -> None:
         """All rows closed, pseudo-channels idle, counters zero (refreshes counted from ``now``)."""
-        for a in (self.bus_free, self.act_free, self.epoch, self.act_at, self.pc_busy_ps):
+        self._banks_due = []
+        self._busy_all = 0
+        for a in (self.bus_free, self.act_free, self.epoch, self._act_at, self.pc_busy_ps):
             a.fill(0)
-        self.open_row.fill(-1)
+        self._open_row.fill(-1)
         self.activations = self.row_hits = self.row_misses = 0
         self.refreshes = self.refresh_stalls = self.steps = 0
         self._seen_epoch = now // self._refi
         # Starts of the groups of pseudo-channels in the same state (all one group now).
         self._cuts = [0] if self.GROUPS_MAX else None
+        self._tcuts = [0]        # the same for the timing state only (see _serve_cold)
 
     @property
     def channel_busy_ps(self) -> list[int]:
         """Per global channel (``stack * channels_per_stack + channel``): data-bus busy time
         summed over its pseudo-channels (ps)."""
         g = self.geometry
+        self._fold_busy()
         per = self.pc_busy_ps.reshape(g.pseudo_channels, g.channels_per_stack, g.stacks)
         return per.sum(axis=0).T.reshape(-1).tolist()
 
@@ -363,6 +375,7 @@ class HbmArray:
 
     def state(self) -> dict:
         """Plain-data snapshot of the timing state (counters included)."""
+        self._fold_busy()
         return {"bus_free": self.bus_free.tolist(), "act_free": self.act_free.tolist(),
                 "epoch": self.epoch.tolist(), "open_row": self.open_row.tolist(),
                 "act_at": self.act_at.tolist(), "seen_epoch": self._seen_epoch,
@@ -374,12 +387,14 @@ class HbmArray:
         n, B = self._n, self._B
         if len(state["bus_free"]) != n or len(state["open_row"][0]) != B:
             raise ValueError("HBM snapshot is of a different geometry")
+        self._banks_due, self._busy_all = [], 0
         for name in ("bus_free", "act_free", "epoch", "open_row", "act_at", "pc_busy_ps"):
             getattr(self, name)[...] = np.array(state[name], _I64)
         for name in self.COUNTERS:
             setattr(self, name, int(state["counters"][name]))
         self._seen_epoch, self.steps = int(state["seen_epoch"]), int(state["steps"])
         self._cuts = None                       # groups unknown: found again when they exist
+        self._tcuts = None
 
     def __getstate__(self) -> dict:
         # (pickle / deepcopy) plain data only: the scalar views and the closure over them are
@@ -389,6 +404,44 @@ class HbmArray:
     def __setstate__(self, st: dict) -> None:
         self.__init__(st["geometry"], st["timing"])
         self.load_state(st["state"])
+
+    @property
+    def open_row(self) -> np.ndarray:
+        """Pseudo-channel x bank: the open row, or -1 (int64; updated in place)."""
+        if self._banks_due:
+            self._write_banks()
+        return self._open_row
+
+    @property
+    def act_at(self) -> np.ndarray:
+        """Pseudo-channel x bank: the time of the last activation (ps, int64)."""
+        if self._banks_due:
+            self._write_banks()
+        return self._act_at
+
+    def _write_banks(self) -> None:
+        """Apply the bank writes of cold shares (:meth:`_serve_cold`), in order: per piece of
+        pseudo-channels, the rows it leaves open and their activation times."""
+        opens, acts = self._open_row, self._act_at
+        for x0, x1, p, rb, base, s, act in self._banks_due:
+            t = np.add(p.rows[2, 0], base)
+            np.maximum(t, s, out=t)
+            rows = p.rows[1, 0] + rb if rb else p.rows[1, 0]
+            if p.touched_all[0]:
+                acts[x0:x1] = t
+                opens[x0:x1] = rows
+            else:
+                touched = p.flags[0, 0]
+                np.copyto(acts[x0:x1], t, where=touched)
+                opens[x0:x1] = np.where(touched, rows, -1)
+            if act is not None:
+                acts[x0:x1, int(p.fields[0, 0])] = act
+        self._banks_due = []
+
+    def _fold_busy(self) -> None:
+        if self._busy_all:
+            self.pc_busy_ps += self._busy_all
+            self._busy_all = 0
 
     def sync_refreshes(self, t: int) -> None:
         """Count the refreshes every pseudo-channel performed up to time ``t``."""
@@ -410,6 +463,8 @@ class HbmArray:
         s = e * refi + self._rfc if e and arrival - e * refi < self._rfc else arrival
         cuts = self._cuts
         if count == 1:                          # one granule: the small-access hot path
+            if self._banks_due:
+                self._write_banks()
             pc = first % n
             done, misses, stall = self._serve_granule(pc, first // n, hi - lo, s,
                                                       s != arrival)
@@ -418,18 +473,26 @@ class HbmArray:
             self.row_hits += (hi - lo) // bb - misses
             self.refresh_stalls += stall
             self.steps += 1
-            if cuts is not None:
+            if cuts is not None or self._tcuts is not None:
                 self._add_cuts((pc, pc + 1))
         else:
             done = runs = None
-            if cuts is not None:                # few groups of identical pseudo-channels
+            if count >= n:                      # every pseudo-channel: cold ones on scalars
+                if self._tcuts is None:
+                    self._retcut()
+                if self._tcuts is not None and len(self._tcuts) <= self.COLD_PIECES:
+                    runs = self._runs(lo, hi, first, count)
+                    done = self._serve_cold(runs, s, arrival)
+            if done is None and self._banks_due:
+                self._write_banks()             # (the paths below read the open rows)
+            if done is None and cuts is not None:   # few groups of identical pseudo-channels
                 if count < n:                   # worth it when a group takes many granules
                     if count >= 8 and self._groups_in(first % n, count) * 4 <= count:
                         runs = self._runs(lo, hi, first, count)
                         done = self._serve_pieces(runs, s, arrival,
                                                   min(count * 1.1, 25))
                 elif len(cuts) <= self.VECTOR_COST // 12:
-                    runs = self._runs(lo, hi, first, count)
+                    runs = runs or self._runs(lo, hi, first, count)
                     done = self._serve_pieces(runs, s, arrival, self.VECTOR_COST)
             if done is None:
                 if count < n:
@@ -444,6 +507,9 @@ class HbmArray:
                                     for x in run[:2]])
                 elif count >= n:
                     self._recut()
+                # Open rows may have made the timing differ inside a timing group: found
+                # again from the state when needed (it often converges, e.g. when idle).
+                self._tcuts = None
             self.row_hits += (hi - lo) // bb
         e = done // refi                        # sync_refreshes(done), inline
         if e > self._seen_epoch:
@@ -453,15 +519,30 @@ class HbmArray:
 
     # -- groups of pseudo-channels in the same state ------------------------------------------
     def _add_cuts(self, points) -> None:
-        """Pseudo-channels on either side of each point may differ from now on."""
-        cuts, n = self._cuts, self._n
-        for x in points:
-            if 0 < x < n:
-                i = bisect_left(cuts, x)
-                if i == len(cuts) or cuts[i] != x:
-                    cuts.insert(i, x)
-        if len(cuts) > self.GROUPS_MAX:
+        """Pseudo-channels on either side of each point may differ from now on (in the whole
+        state, ``_cuts``, and in the timing state, ``_tcuts``)."""
+        n = self._n
+        for cuts in (self._cuts, self._tcuts):
+            if cuts is None:
+                continue
+            for x in points:
+                if 0 < x < n:
+                    i = bisect_left(cuts, x)
+                    if i == len(cuts) or cuts[i] != x:
+                        cuts.insert(i, x)
+        if self._cuts is not None and len(self._cuts) > self.GROUPS_MAX:
             self._cuts = None
+        if self._tcuts is not None and len(self._tcuts) > self.GROUPS_MAX:
+            self._tcuts = None
+
+    def _retcut(self) -> None:
+        """Find the groups of pseudo-channels in the same timing state again (``_tcuts``; the
+        data bus, activation slot and refresh interval of the last use), if few."""
+        differs = self.bus_free[1:] != self.bus_free[:-1]
+        differs |= self.act_free[1:] != self.act_free[:-1]
+        differs |= self.epoch[1:] != self.epoch[:-1]
+        if np.count_nonzero(differs) < self.COLD_PIECES:
+            self._tcuts = [0] + (np.flatnonzero(differs) + 1).tolist()
 
     def _groups_in(self, pc: int, count: int) -> int:
         """Groups met by ``count`` consecutive pseudo-channels from ``pc`` (wrapping)."""
@@ -525,6 +606,109 @@ class HbmArray:
                 nbytes -= back
             runs.append((x0, x1, A + (x0 < f0), k, nbytes))
         return runs
+
+    def _serve_cold(self, runs: list[tuple], s: int, arrival: int) -> int | None:
+        """Serve a range over every pseudo-channel when every one is cold (refreshed since its
+        last use, so every bank is closed and the open rows do not matter): one share
+        computed on scalars per piece of pseudo-channels in the same timing state
+        (``_tcuts``) with the same share (``runs``), written over the piece; the bank writes
+        are queued (``_banks_due``) until something reads the banks. The arithmetic of
+        :meth:`_serve_banks` for a cold pseudo-channel. None (nothing done) when a piece is
+        not cold or there are more than ``COLD_PIECES`` pieces."""
+        tcuts, refi, n = self._tcuts, self._refi, self._n
+        bus_free, act_free, epoch, _, _, pc_busy = self._mv
+        pieces = []
+        for x0, x1, a, k, nbytes in runs:
+            i = bisect_right(tcuts, x0)
+            while True:
+                x = tcuts[i] if i < len(tcuts) and tcuts[i] < x1 else x1
+                busy = bus_free[x0]
+                if (busy if busy > s else s) // refi <= epoch[x0]:
+                    return None                 # not refreshed since its last use
+                pieces.append((x0, x, a, k, nbytes))
+                if x == x1:
+                    break
+                x0, i = x, i + 1
+        if len(pieces) > self.COLD_PIECES:
+            return None
+        rcd, cl, tact, xg, bw, bb = self._rcd, self._cl, self._act, self._xg, self._bw, self._bb
+        rfc, avail, group = self._rfc, self._avail, self._group
+        patterns, pattern = self._pattern_cache, self._patterns
+        stalled = s != arrival
+        done_all = misses_all = stalls_all = 0
+        due, supersede = [], True
+        for x0, x1, a, k, nbytes in pieces:
+            rb, a_rel = divmod(a, group)
+            p = patterns.get((a_rel, k)) or pattern(a_rel, k)   # kind 0: [a_rel, a_rel + k)
+            _, _, pairs, row_cycle, nbanks, max_offset, last_is_r0 = p.scalars
+            busy, af = bus_free[x0], act_free[x0]
+            begin_epoch = (busy if busy > s else s) // refi
+            # First data: every bank closed, so activate (no precharge) when allowed. Times
+            # inside a refresh window wait for its end; activity is stretched by each window.
+            act = af if af > s else s
+            e = act // refi
+            if e and act - e * refi < rfc:
+                act = e * refi + rfc
+            over = act % refi + rcd + cl - refi
+            ready = act + rcd + cl + (-(-over // avail) * rfc if over > 0 else 0)
+            slot = act + tact
+            start = ready if ready > busy else busy
+            e = start // refi
+            if e and start - e * refi < rfc:
+                start = e * refi + rfc
+            work = -(-nbytes * SEC // bw)
+            rest = pairs - 1
+            if rest:                            # activation-rate and row-cycle bounds
+                last_act = slot + (rest - 1) * tact
+                if act + row_cycle > last_act:
+                    last_act = act + row_cycle
+                bound = last_act + rcd + cl + (xg if xg < work else work) - start
+                if bound > work:
+                    work = bound
+                new_af = start - rcd - cl + max_offset
+                new_af = (new_af if new_af > last_act else last_act) + tact
+            else:
+                new_af = slot
+            over = start % refi + work - refi
+            done = start + work + (-(-over // avail) * rfc if over > 0 else 0)
+            supersede = supersede and p.touched_all[0]
+            due.append((x0, x1, p, rb, start - rcd - cl, s, act if last_is_r0 else None))
+            done_epoch = (done - 1) // refi
+            windows = done_epoch - begin_epoch
+            misses = pairs
+            if windows:                         # rows reopened after each refresh in the share
+                misses += min(windows * nbanks, nbytes // bb - misses)
+            size = x1 - x0
+            if size == 1:
+                bus_free[x0], epoch[x0], act_free[x0] = done, done_epoch, new_af
+                pc_busy[x0] += done - start
+            elif size == n:
+                self.bus_free.fill(done)
+                self.epoch.fill(done_epoch)
+                self.act_free.fill(new_af)
+                self._busy_all += done - start
+            else:
+                self.bus_free[x0:x1] = done
+                self.epoch[x0:x1] = done_epoch
+                self.act_free[x0:x1] = new_af
+                self.pc_busy_ps[x0:x1] += done - start
+            misses_all += misses * size
+            if windows or stalled:
+                stalls_all += size
+            if done > done_all:
+                done_all = done
+        if supersede:                           # every bank of every pc written again
+            self._banks_due = due
+        else:
+            self._banks_due += due
+        self.activations += misses_all
+        self.row_misses += misses_all
+        self.row_hits -= misses_all
+        self.refresh_stalls += stalls_all
+        self.steps += len(pieces)
+        if len(runs) > 1 or runs[0][0] or runs[0][1] != n:
+            self._add_cuts([x for run in runs for x in run[:2]])    # (tcuts are in cuts)
+        return done_all
 
     def _serve_pieces(self, runs: list[tuple], s: int, arrival: int,
                       budget: float) -> int | None:

@@ -485,9 +485,13 @@ GOLDEN_RUNS = {"default": ("default", _mix), "afd": ("afd", _mix), "odd": ("odd"
 #: Ways to run the model: as shipped, and forced onto one way of computing as far as it goes.
 PATHS = {
     "shipped": {},
-    "numpy": {"SCALAR_SHARES": 0, "GROUPS_MAX": 0, "RECUT_MAX": 0},   # numpy passes
-    "scalar": {"SCALAR_SHARES": 1 << 30, "GROUPS_MAX": 0, "RECUT_MAX": 0},  # shares one by one
-    "groups": {"VECTOR_COST": 1 << 30, "RECUT_MAX": 1 << 30},    # groups whenever possible
+    "numpy": {"SCALAR_SHARES": 0, "GROUPS_MAX": 0, "RECUT_MAX": 0,   # numpy passes
+              "COLD_PIECES": 0},
+    "scalar": {"SCALAR_SHARES": 1 << 30, "GROUPS_MAX": 0, "RECUT_MAX": 0,  # shares one by one
+               "COLD_PIECES": 0},
+    "groups": {"VECTOR_COST": 1 << 30, "RECUT_MAX": 1 << 30,     # groups whenever possible
+               "COLD_PIECES": 0},
+    "cold": {"COLD_PIECES": 1 << 30},   # cold pseudo-channels on scalars whenever possible
 }
 
 
