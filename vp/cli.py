@@ -2,7 +2,7 @@
 
 The command line is an application above both sides of the wire: each subcommand imports what
 it needs when it runs (device side for ``serve`` and ``bench``; host side, the driver and the
-SDK, for ``info``, ``generate``, ``embed``, ``compile`` and ``demo``), so
+SDK, for ``info``, ``generate``, ``embed``, ``compile``, ``demo`` and ``experiment``), so
 ``npuvp generate --device grpc://...`` never loads a device model. The SDK commands live in
 :mod:`sdk.cli`.
 """
@@ -51,7 +51,8 @@ def _cmd_regs(args) -> int:
 
 #: Benchmarks by name: module with a ``run() -> dict`` of named figures.
 BENCHES = {"kernel": "vp.bench.kernel_bench", "grpc": "vp.bench.grpc_bench",
-           "layer": "vp.bench.layer_bench", "hbm": "vp.bench.hbm_bench"}
+           "layer": "vp.bench.layer_bench", "hbm": "vp.bench.hbm_bench",
+           "e2e": "sdk.bench_e2e"}
 
 
 def _cmd_bench(args) -> int:
@@ -79,6 +80,11 @@ def _cmd_embed(args) -> int:
 def _cmd_compile(args) -> int:
     from sdk.cli import compile_model
     return compile_model(args)
+
+
+def _cmd_experiment(args) -> int:
+    from sdk.experiment import main as experiment
+    return experiment(args.rest)
 
 
 def _cmd_demo(args) -> int:
@@ -149,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true",
                    help="print a list of {check, expected, measured, error, passed}")
     s.set_defaults(func=_cmd_validate)
+
+    s = sub.add_parser("experiment", help="architecture experiments; afd: disaggregated vs "
+                                          "unified board, decode in performance mode")
+    s.add_argument("which", choices=("afd",))
+    s.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="options of the experiment (npuvp experiment afd --help)")
+    s.set_defaults(func=_cmd_experiment)
 
     s = sub.add_parser("generate", help="generate tokens with a model on a board")
     _session_options(s)
