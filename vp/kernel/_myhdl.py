@@ -16,9 +16,14 @@ so the kernel keeps a sentinel event at the end of time. Pinned to myhdl 0.11.52
 
 from __future__ import annotations
 
-from myhdl import Simulation, SimulationError, _SuspendSimulation, delay
+from types import GeneratorType
+
+from myhdl import Simulation, SimulationError, _SuspendSimulation
 from myhdl import _simulator
-from myhdl._Signal import _WaiterList
+from myhdl._delay import delay as _myhdl_delay
+from myhdl._instance import _Instantiator
+from myhdl._join import join as _join
+from myhdl._Signal import _Signal, _WaiterList
 from myhdl._Waiter import _Waiter
 from myhdl._simulator import _futureEvents, _siglist
 
@@ -98,9 +103,120 @@ def process_of(exc: BaseException):
     return None
 
 
+class delay(_myhdl_delay):
+    """MyHDL's ``delay`` clause (``yield delay(ps)``), built without MyHDL's type check: the
+    kernel makes one per timed wait, so construction is on the hot path. Negative delays
+    are still refused (they would move time backwards)."""
+
+    __slots__ = ()
+
+    def __init__(self, ps: int):
+        if ps < 0:
+            raise TypeError(f"delay of {ps} ps: a delay is a natural number of ps")
+        self._time = ps
+
+
+_DELAY_TYPES = (delay, _myhdl_delay)
+_schedule = _futureEvents.append
+
+
+class _ProcessWaiter(_Waiter):
+    """MyHDL's general waiter (any yield clause) with a short path for the clauses kernel
+    processes yield: a delay, an event, or a tuple of events and delays.
+
+    Same semantics as ``_Waiter.next`` of myhdl 0.11.52, step for step: the same clone
+    protocol for any-of waits (``nrTriggers``, ``hasRun``), the same order of appends to the
+    event lists, the future-event queue and ``actives``, so the scheduler sees exactly what it
+    would see with MyHDL's own waiter. Other clauses (signals, generators, joins, exceptions,
+    None) take MyHDL's code (:meth:`_general`)."""
+
+    __slots__ = ()
+
+    def next(self, waiters, actives, exc):
+        if self.hasRun:
+            raise StopIteration
+        if self.semaphore:
+            self.semaphore -= 1
+            raise StopIteration
+        if self.nrTriggers == 1:
+            clone = self
+        else:
+            self.hasRun = 1
+            clone = _ProcessWaiter(self.generator, self.caller)
+        try:
+            clause = next(self.generator)
+        except StopIteration:
+            if self.caller:
+                waiters.append(self.caller)
+            raise
+        cls = clause.__class__
+        if cls is delay:
+            _schedule((_simulator._time + clause._time, clone))
+        elif cls is tuple and clause:
+            clone.nrTriggers = nr = len(clause)
+            for c in clause:
+                if isinstance(c, _WaiterList):
+                    c.append(clone)
+                    if nr > 1:
+                        actives[id(c)] = c
+                elif c.__class__ in _DELAY_TYPES:
+                    _schedule((_simulator._time + c._time, clone))
+                else:               # another kind of clause in the tuple: MyHDL's way
+                    _general_one(clone, c, nr, waiters, actives, exc)
+        elif isinstance(clause, _WaiterList):
+            clause.append(clone)
+        else:
+            _general(clone, clause, waiters, actives, exc)
+
+
+def _general(clone, clause, waiters, actives, exc) -> None:
+    """MyHDL's dispatch of one yielded clause (myhdl 0.11.52 ``_Waiter.next``, after the
+    generator step), for the clause kinds :class:`_ProcessWaiter` has no short path for."""
+    if isinstance(clause, (tuple, list)):
+        clone.nrTriggers = len(clause)
+        clauses = clause if clause else (None,)
+    elif isinstance(clause, _join):
+        clone.semaphore = len(clause._args) - 1
+        clauses = clause._args
+    else:
+        clauses = (clause,)
+    nr = len(clauses)
+    for clause in clauses:
+        _general_one(clone, clause, nr, waiters, actives, exc)
+
+
+def _general_one(clone, clause, nr, waiters, actives, exc) -> None:
+    # One clause of ``nr`` (MyHDL's loop body, the same checks in the same order).
+    if isinstance(clause, _WaiterList):
+        clause.append(clone)
+        if nr > 1:
+            actives[id(clause)] = clause
+    elif isinstance(clause, _Signal):
+        wl = clause._eventWaiters
+        wl.append(clone)
+        if nr > 1:
+            actives[id(wl)] = wl
+    elif isinstance(clause, _myhdl_delay):
+        _schedule((_simulator._time + clause._time, clone))
+    elif isinstance(clause, GeneratorType):
+        waiters.append(_Waiter(clause, clone))
+    elif isinstance(clause, _Instantiator):
+        waiters.append(_Waiter(clause.gen, clone))
+    elif isinstance(clause, _join):
+        waiters.append(_Waiter(clause._generator(), clone))
+    elif clause is None:
+        waiters.append(clone)
+    elif isinstance(clause, Exception):
+        waiters.append(clone)
+        if not exc:
+            exc.append(clause)
+    else:
+        raise TypeError("yield clause %s has type %s" % (repr(clause), type(clause)))
+
+
 def waiter_for(generator) -> _Waiter:
     """Wrap a generator as a MyHDL waiter (the general kind: any yield clause)."""
-    return _Waiter(generator)
+    return _ProcessWaiter(generator)
 
 
 def _suspend_now(reason: str):
