@@ -485,6 +485,14 @@ class HbmArray:
                     done = self._serve_cold(runs, s, arrival)
             if done is None and self._banks_due:
                 self._write_banks()             # (the paths below read the open rows)
+            if (done is None and cuts is not None and len(cuts) > self.VECTOR_COST // 12
+                    and self.RECUT_MAX and not (lo % (n * g) or (hi - lo) % (n * g))):
+                # Cuts only accumulate (groups that became alike again stay apart): before a
+                # numpy pass over the same share on every pseudo-channel, look for the groups
+                # afresh (which gives up cheaply once RECUT_MAX differences show).
+                self._cuts = None
+                self._recut()
+                cuts = self._cuts
             if done is None and cuts is not None:   # few groups of identical pseudo-channels
                 if count < n:                   # worth it when a group takes many granules
                     if count >= 8 and self._groups_in(first % n, count) * 4 <= count:
@@ -534,6 +542,14 @@ class HbmArray:
             self._cuts = None
         if self._tcuts is not None and len(self._tcuts) > self.GROUPS_MAX:
             self._tcuts = None
+        self._coarser_tcuts()
+
+    def _coarser_tcuts(self) -> None:
+        # Groups of identical whole state have identical timing state too: the fewer groups
+        # of the two are the timing groups (the cold path costs one share per group).
+        cuts = self._cuts
+        if cuts is not None and (self._tcuts is None or len(cuts) < len(self._tcuts)):
+            self._tcuts = list(cuts)
 
     def _retcut(self) -> None:
         """Find the groups of pseudo-channels in the same timing state again (``_tcuts``; the
@@ -566,6 +582,7 @@ class HbmArray:
             if np.count_nonzero(differs) >= most:
                 return
         self._cuts = [0] + (np.flatnonzero(differs) + 1).tolist()
+        self._coarser_tcuts()
 
     def _runs(self, lo: int, hi: int, first: int, count: int) -> list[tuple]:
         """The shares of burst range ``[lo, hi)`` as runs of consecutive pseudo-channels with
