@@ -74,7 +74,9 @@ def _align(x: int, a: int = HBM_ALIGN) -> int:
 class Tile:
     """Columns ``[c0, c1)`` of a linear on one core, stored at ``address`` (and ``address2``
     for the up half of a gated linear); ``nbytes`` per half, scales and biases included;
-    ``bias_offset``: byte offset of the biases in a half (0: no bias)."""
+    ``bias_offset``: byte offset of the biases in a half (0: no bias). A fused QKV tile holds
+    several column ranges side by side (``cols``: its ``(c0, c1)`` ranges in tile order; empty
+    for one range), e.g. a core's query, key and value heads: one load and one GEMM."""
 
     core: int
     c0: int
@@ -83,10 +85,16 @@ class Tile:
     nbytes: int
     address2: int = 0
     bias_offset: int = 0
+    cols: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        """The tile's column ranges of the linear, in the tile's column order."""
+        return self.cols or ((self.c0, self.c1),)
 
     @property
     def n(self) -> int:
-        return self.c1 - self.c0
+        return sum(c1 - c0 for c0, c1 in self.cols) if self.cols else self.c1 - self.c0
 
 
 @dataclass
@@ -214,17 +222,41 @@ class Plan:
         return units * unit
 
     def _tiles(self, heap: _Heap, lin: Linear, core: int, c0: int, c1: int, unit: int) -> None:
-        if c1 <= c0:
+        if c1 > c0:
+            self._fused_tiles(heap, lin, core, [(c0, c1)], unit)
+
+    def _fused_tiles(self, heap: _Heap, lin: Linear, core: int,
+                     ranges: list[tuple[int, int]], unit: int) -> None:
+        """Tiles of at most the tile width over the columns of ``ranges`` taken in order; a
+        tile spanning several ranges lists them (:attr:`Tile.cols`)."""
+        ranges = [(a, b) for a, b in ranges if b > a]
+        if not ranges:
             return
         nt = self._tile_width(core, lin, unit)
         per_col = self._per_column(lin)
-        for t0 in range(c0, c1, nt):
-            t1 = min(c1, t0 + nt)
-            nbytes = (t1 - t0) * per_col
-            addr = heap.take(f"{lin.name} core{core} [{t0}:{t1}]", nbytes * (2 if lin.gated else 1))
+        pieces: list[tuple[int, int]] = []
+        room = nt
+
+        def close() -> None:
+            n = sum(b - a for a, b in pieces)
+            nbytes = n * per_col
+            label = ",".join(f"{a}:{b}" for a, b in pieces)
+            addr = heap.take(f"{lin.name} core{core} [{label}]", nbytes * (2 if lin.gated else 1))
             lin.tiles.setdefault(core, []).append(
-                Tile(core, t0, t1, addr, nbytes, addr + nbytes if lin.gated else 0,
-                     nbytes - (t1 - t0) * F32 if lin.bias else 0))
+                Tile(core, pieces[0][0], pieces[-1][1], addr, nbytes,
+                     addr + nbytes if lin.gated else 0, nbytes - n * F32 if lin.bias else 0,
+                     tuple(pieces) if len(pieces) > 1 else ()))
+
+        for a, b in ranges:
+            while a < b:
+                take = min(b - a, room)
+                pieces.append((a, a + take))
+                a, room = a + take, room - take
+                if not room:
+                    close()
+                    pieces, room = [], nt
+        if pieces:
+            close()
 
     def _linear(self, heap: _Heap, name: str, K: int, N: int, bias: bool,
                 gated: bool = False) -> Linear:
@@ -241,18 +273,34 @@ class Plan:
         dense = self.target.dense
         q_split, kv_split = split(c.n_heads, len(dense)), split(c.n_kv_heads, len(dense))
         for core, (a, b), (e, f) in zip(dense, q_split, kv_split):
-            self._tiles(heap, lin, core, a * hd, b * hd, hd)
-            self._tiles(heap, lin, core, Q + e * hd, Q + f * hd, hd)
-            self._tiles(heap, lin, core, Q + KVD + e * hd, Q + KVD + f * hd, hd)
+            ranges = [(a * hd, b * hd), (Q + e * hd, Q + f * hd), (Q + KVD + e * hd, Q + KVD + f * hd)]
+            if c.rope_theta is None:
+                # one fused tile (load, GEMM) for the core's query, key and value heads;
+                # with RoPE a tile of many rows must keep q and k apart (ROPE takes whole rows)
+                self._fused_tiles(heap, lin, core, ranges, hd)
+            else:
+                for c0, c1 in ranges:
+                    self._tiles(heap, lin, core, c0, c1, hd)
         return lin
 
     def _plan_weights(self, heap: _Heap) -> None:
         c = self.config
         D, F, V = c.d_model, c.d_ff, c.vocab_size
         has_beta = c.arch != "llama"
+        # Every norm in one region, in the order the dense items use them (embedding norm,
+        # norm1 and norm2 of each layer, final norm): the norms of one dense item are
+        # adjacent, and a core keeps a window of them in SRAM (one LOAD for many stages).
+        vec = (2 if has_beta else 1) * D * F32
+        count = (c.arch == "bert") + 2 * c.n_layers + bool(c.causal)
+        self.norm_bytes = vec
+        self.norms = heap.take(f"norms ({count})", count * vec)
+        self.norms_bytes = count * vec
+        taken = [0]
+
         def norm(name: str) -> tuple[int, int]:
             """(gamma, beta or 0) addresses: beta right after gamma, so one LOAD takes both."""
-            gamma = heap.take(name, (2 if has_beta else 1) * D * F32)
+            gamma = self.norms + taken[0] * vec
+            taken[0] += 1
             return gamma, gamma + D * F32 if has_beta else 0
 
         self.wte = heap.take("wte", V * D * F32)
@@ -293,14 +341,17 @@ class Plan:
         return np.concatenate(parts)
 
     def _linear_images(self, lin: Linear, w: np.ndarray, b: np.ndarray | None):
-        half = lin.N
-        bias = (lambda c0, c1: b[c0:c1]) if lin.bias else (lambda c0, c1: None)
+        def cols(a: np.ndarray, t: Tile, shift: int = 0) -> np.ndarray:
+            if not t.cols:
+                return a[..., shift + t.c0:shift + t.c1]
+            return np.concatenate([a[..., shift + c0:shift + c1] for c0, c1 in t.cols], axis=-1)
+
         for tiles in lin.tiles.values():
             for t in tiles:
-                yield t.address, self._pack(w[:, t.c0:t.c1], bias(t.c0, t.c1))
+                yield t.address, self._pack(cols(w, t), cols(b, t) if lin.bias else None)
                 if lin.gated:
-                    yield t.address2, self._pack(w[:, half + t.c0:half + t.c1],
-                                                 bias(half + t.c0, half + t.c1))
+                    yield t.address2, self._pack(cols(w, t, lin.N),
+                                                 cols(b, t, lin.N) if lin.bias else None)
 
     def weight_images(self, model):
         """(HBM address, array) pairs to upload for ``model`` (a

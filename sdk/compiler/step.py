@@ -63,12 +63,46 @@ class Segment:
         return len(self.ids)
 
 
+class CoreProgram:
+    """One core's program for a step, as encoded instructions (built from fragments, some of
+    them reused from earlier steps). Lists like :class:`vp.spec.isa.Program`: ``len``,
+    ``nbytes``, ``to_bytes()``, iteration (decoded entries), ``disassemble()``."""
+
+    __slots__ = ("parts", "count", "nbytes")
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.count = self.nbytes = 0
+
+    def add(self, data: bytes, count: int) -> None:
+        self.parts.append(data)
+        self.count += count
+        self.nbytes += len(data)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def to_bytes(self) -> bytes:
+        if len(self.parts) > 1:
+            self.parts[:] = [b"".join(self.parts)]
+        return self.parts[0] if self.parts else b""
+
+    def __iter__(self):
+        return isa.INSTRUCTIONS.decode_stream(self.to_bytes())
+
+    def disassemble(self, base: int = 0, words: bool = False) -> str:
+        return isa.INSTRUCTIONS.disassemble(self.to_bytes(), base=base, words=words)
+
+    def __repr__(self) -> str:
+        return f"<CoreProgram: {self.count} instructions, {self.nbytes} bytes>"
+
+
 @dataclass
 class StepProgram:
     """A compiled step: per-core programs, their HBM addresses, the packets to submit, the
     input images to write first and where each micro-batch's outputs land."""
 
-    programs: dict[int, isa.Program]
+    programs: dict[int, CoreProgram]
     addresses: dict[int, int]
     packets: list[bytes]
     inputs: list[tuple[int, np.ndarray]]
@@ -83,12 +117,20 @@ class StepProgram:
         yield from self.inputs
 
 
+_ENCODE = isa.INSTRUCTIONS.encode
+
+
 class _Core:
-    """A core's program under construction and its SRAM bump allocator (reset per stage:
-    stages exchange data through HBM)."""
+    """A core's program under construction and its SRAM bump allocator (reset per stage to
+    ``base``: stages exchange data through HBM; below ``base`` the core keeps a window of
+    the model's norms for the whole step)."""
 
     def __init__(self, info: CoreInfo):
-        self.info, self.p, self.top = info, isa.Program(), 0
+        self.info, self.p, self.top, self.base = info, CoreProgram(), 0, 0
+        self.norms: tuple[int, int] | None = None     # HBM window [lo, hi) held at SRAM 0
+
+    def emit(self, op: str, flags=None, **fields) -> None:
+        self.p.add(_ENCODE(op, flags, **fields), 1)
 
     def alloc(self, nbytes: int, what: str) -> int:
         addr = self.top
@@ -99,24 +141,47 @@ class _Core:
         return addr
 
     def free(self) -> None:
-        self.top = 0
+        self.top = self.base
 
     def load(self, hbm: int, sram: int, nbytes: int) -> None:
-        self.p.LOAD(hbm=hbm, sram=sram, row_bytes=nbytes, rows=1, hbm_stride=nbytes,
-                    sram_stride=nbytes)
+        self.emit("LOAD", hbm=hbm, sram=sram, row_bytes=nbytes, rows=1, hbm_stride=nbytes,
+                  sram_stride=nbytes)
 
     def store(self, hbm: int, sram: int, nbytes: int) -> None:
-        self.p.STORE(hbm=hbm, sram=sram, row_bytes=nbytes, rows=1, hbm_stride=nbytes,
-                     sram_stride=nbytes)
+        self.emit("STORE", hbm=hbm, sram=sram, row_bytes=nbytes, rows=1, hbm_stride=nbytes,
+                  sram_stride=nbytes)
+
+
+def _seg_key(s: "Segment", positions: int) -> tuple:
+    """What a program depends on in a segment: its rows, positions and the KV blocks of
+    the first ``positions`` positions (token ids and positions are inputs, not code)."""
+    return (s.r0, s.row, s.T, s.pos0, tuple(s.blocks[:positions]))
+
+
+#: Fragments kept for reuse by one compiler (a few steps' worth; cleared when full).
+MEMO_LIMIT = 50_000
 
 
 class StepCompiler:
-    """Compiles steps for one :class:`Plan` (reusable: one per session)."""
+    """Compiles steps for one :class:`Plan` (reusable: one per session).
+
+    Code that does not change from one step to the next (most of a decode step: every
+    projection, norm and the LM head) is encoded once: each stage's instructions on every
+    core are kept as a *fragment* keyed by what they depend on and reused by later steps;
+    only the KV-cache writes and the attention, which follow the positions, are encoded
+    again."""
 
     def __init__(self, plan: Plan):
         self.plan, self.cfg, self.target = plan, plan.config, plan.target
         self.dense_mask = self.target.mask(self.target.dense)
         self.all_mask = self.target.mask(self.target.active)
+        self._memo: dict[tuple, dict[int, tuple[bytes, int]]] = {}
+        self.fragments_reused = self.fragments_encoded = 0
+        sram = min(self.target.core(cid).sram_bytes for cid in self.target.dense)
+        # The norm window: all of the model's norms when they take little SRAM (one LOAD per
+        # step), else the (adjacent) norms of one dense item at a time.
+        item = 2 * plan.norm_bytes
+        self._norm_window = plan.norms_bytes if plan.norms_bytes <= sram // 32 else item
 
     # -- entry point --------------------------------------------------------------------------
     def compile(self, micro_batches: list[list[Segment]]) -> StepProgram:
@@ -126,6 +191,9 @@ class StepCompiler:
             raise CompileError(f"{len(micro_batches)} micro-batches, the plan has "
                                f"{plan.micro_batches}")
         self.cores = {cid: _Core(self.target.core(cid)) for cid in self.target.active}
+        base = -(-self._norm_window // SRAM_ALIGN) * SRAM_ALIGN
+        for cid in self.target.dense:
+            self.cores[cid].base = self.cores[cid].top = base
         self.mbs = micro_batches + [[] for _ in range(plan.micro_batches - len(micro_batches))]
         inputs = []
         for mb, segs in enumerate(self.mbs):
@@ -142,9 +210,11 @@ class StepCompiler:
                 types = np.concatenate([s.types if s.types is not None else np.zeros(s.T)
                                         for s in segs]).astype(np.int32)
                 inputs.append((buf["types"], types))
+        if len(self._memo) > MEMO_LIMIT:
+            self._memo.clear()
         self._schedule()
         for c in self.cores.values():
-            c.p.END()
+            c.emit("END")
         packets = [isa.encode_packet("TIMESTAMP", address=plan.timestamps)]
         addresses = {}
         for cid, c in self.cores.items():
@@ -186,10 +256,38 @@ class StepCompiler:
             raise CompileError(f"micro-batch {mb} has {len(segs)} sequences, more than the "
                                f"planned {plan.mb_batch}")
 
+    # -- fragments ----------------------------------------------------------------------------
+    def _fragment(self, key: tuple, emit) -> None:
+        """Run ``emit()`` (which appends instructions to any cores' programs) or, when a
+        fragment of the same ``key`` was encoded before, append its bytes again. ``key``
+        must name everything the instructions depend on."""
+        hit = self._memo.get(key)
+        cores = self.cores
+        if hit is not None:
+            self.fragments_reused += 1
+            for cid, (data, n) in hit.items():
+                cores[cid].p.add(data, n)
+            return
+        marks = {cid: (len(c.p.parts), c.p.count) for cid, c in cores.items()}
+        emit()
+        hit = {}
+        for cid, c in cores.items():
+            n0, k0 = marks[cid]
+            if c.p.count > k0:
+                data = b"".join(c.p.parts[n0:])
+                c.p.parts[n0:] = [data]
+                hit[cid] = (data, c.p.count - k0)
+        self._memo[key] = hit
+        self.fragments_encoded += 1
+
+    def _pages(self, s: Segment) -> int:
+        """KV blocks the segment's positions 0..pos0+T-1 occupy."""
+        return -(-(s.pos0 + s.T) // self.plan.page_tokens)
+
     # -- phases -------------------------------------------------------------------------------
     def _barrier(self, ids, mask: int) -> None:
         for cid in ids:
-            self.cores[cid].p.BARRIER(core_mask=mask)
+            self.cores[cid].emit("BARRIER", core_mask=mask)
 
     def _schedule(self) -> None:
         L, M = self.cfg.n_layers, self.plan.micro_batches
@@ -213,6 +311,30 @@ class StepCompiler:
                     self._attention_item(l, mb)
                     self._barrier(active, self.all_mask)
 
+    # -- norms --------------------------------------------------------------------------------
+    def _need_norms(self, norms: list[tuple[int, int]]) -> None:
+        """Make the dense cores' SRAM norm window hold ``norms`` (adjacent in the plan's norm
+        region), loading a new window when it does not."""
+        if not norms:
+            return
+        plan = self.plan
+        lo = min(g for g, _ in norms)
+        hi = max(g for g, _ in norms) + plan.norm_bytes
+        for cid in self.target.dense:
+            c = self.cores[cid]
+            if c.norms is not None and c.norms[0] <= lo and hi <= c.norms[1]:
+                continue
+            end = min(plan.norms + plan.norms_bytes, lo + self._norm_window)
+            if hi > end:
+                raise CompileError("norm window too small")     # not reached: adjacent norms
+            c.norms = (lo, end)
+            c.load(lo, 0, end - lo)
+
+    def _norm_sram(self, c: _Core, norm: tuple[int, int]) -> tuple[int, int]:
+        """SRAM addresses of a norm's gamma (and beta) in the core's window."""
+        lo = c.norms[0]
+        return norm[0] - lo, (norm[1] - lo) if norm[1] else 0
+
     # -- dense items --------------------------------------------------------------------------
     def _dense_item(self, l: int, mb: int) -> None:
         segs = self.mbs[mb]
@@ -221,45 +343,57 @@ class StepCompiler:
         cfg, plan, buf = self.cfg, self.plan, self.plan.buffers[mb]
         R = sum(s.T for s in segs)
         post_ln = cfg.arch == "bert"
-        stages = []
+        stages, norms = [], []
         if l == 0:
-            stages.append(lambda: self._embed(buf, R))
+            stages.append((("embed", mb, R), lambda: self._embed(buf, R)))
+            if cfg.arch == "bert":
+                norms.append(plan.emb_norm)
         else:
             prev = plan.layers[l - 1]
+            o, up, down = (("lin", x.name, mb, R) for x in (prev.o, prev.up, prev.down))
             if post_ln:        # x2 = LN(att·Wo + bo + x); x = LN(ffn(x2) + x2)
-                stages += [lambda: self._linear(prev.o, buf["att"], buf["x2"], R, "residual",
-                                                res=buf["x"]),
-                           lambda: self._norm(buf["x2"], buf["x2"], prev.norm1, R),
-                           lambda: self._linear(prev.up, buf["x2"], buf["h"], R, "act"),
-                           lambda: self._linear(prev.down, buf["h"], buf["x"], R, "residual",
-                                                res=buf["x2"]),
-                           lambda: self._norm(buf["x"], buf["x"], prev.norm2, R)]
+                norms += [prev.norm1, prev.norm2]
+                stages += [(o, lambda: self._linear(prev.o, buf["att"], buf["x2"], R,
+                                                    "residual", res=buf["x"])),
+                           (("norm", l, 1, mb, R),
+                            lambda: self._norm(buf["x2"], buf["x2"], prev.norm1, R)),
+                           (up, lambda: self._linear(prev.up, buf["x2"], buf["h"], R, "act")),
+                           (down, lambda: self._linear(prev.down, buf["h"], buf["x"], R,
+                                                       "residual", res=buf["x2"])),
+                           (("norm", l, 2, mb, R),
+                            lambda: self._norm(buf["x"], buf["x"], prev.norm2, R))]
             else:              # x2 = x + att·Wo; x = x2 + ffn(norm2(x2))
-                stages += [lambda: self._linear(prev.o, buf["att"], buf["x2"], R, "residual",
-                                                res=buf["x"]),
-                           lambda: self._linear(prev.up, buf["x2"], buf["h"], R, "act",
-                                                norm=prev.norm2),
-                           lambda: self._linear(prev.down, buf["h"], buf["x"], R, "residual",
-                                                res=buf["x2"])]
+                norms.append(prev.norm2)
+                stages += [(o, lambda: self._linear(prev.o, buf["att"], buf["x2"], R,
+                                                    "residual", res=buf["x"])),
+                           (up, lambda: self._linear(prev.up, buf["x2"], buf["h"], R, "act",
+                                                     norm=prev.norm2)),
+                           (down, lambda: self._linear(prev.down, buf["h"], buf["x"], R,
+                                                       "residual", res=buf["x2"]))]
         if l < cfg.n_layers:
             cur = plan.layers[l]
-            if post_ln:
-                stages.append(lambda: self._linear(cur.qkv, buf["x"], buf["q"], R, "qkv",
-                                                   layer=l, segs=segs, positions=buf["pos"]))
-            else:
-                stages.append(lambda: self._linear(cur.qkv, buf["x"], buf["q"], R, "qkv",
-                                                   layer=l, segs=segs, positions=buf["pos"],
-                                                   norm=cur.norm1))
+            if not post_ln:
+                norms.append(cur.norm1)
+            # the KV-cache writes follow the positions: a fragment of their own
+            key = ("lin", cur.qkv.name, mb, R, tuple(_seg_key(s, self._pages(s)) for s in segs))
+            stages.append((key, lambda: self._linear(
+                cur.qkv, buf["x"], buf["q"], R, "qkv", layer=l, segs=segs,
+                positions=buf["pos"], norm=None if post_ln else cur.norm1)))
         elif cfg.causal:
-            stages.append(lambda: self._linear(plan.lm_head, buf["x"], buf["out"], len(segs),
-                                               "store", norm=plan.final_norm,
-                                               rows=[s.r0 + s.T - 1 for s in segs]))
+            norms.append(plan.final_norm)
+            rows = [s.r0 + s.T - 1 for s in segs]
+            stages.append((("lin", "lm_head", mb, tuple(rows)), lambda: self._linear(
+                plan.lm_head, buf["x"], buf["out"], len(segs), "store", norm=plan.final_norm,
+                rows=rows)))
         else:
-            stages.append(lambda: self._pool(buf, segs))
-        for i, stage in enumerate(stages):
+            stages.append((("pool", mb, tuple(_seg_key(s, 0) for s in segs)),
+                           lambda: self._pool(buf, segs)))
+        self._need_norms(norms)
+        window = tuple(self.cores[cid].norms for cid in self.target.dense)
+        for i, (key, stage) in enumerate(stages):
             if i:
                 self._barrier(self.target.dense, self.dense_mask)
-            stage()
+            self._fragment(key + (window,), stage)
             for cid in self.target.dense:
                 self.cores[cid].free()
 
@@ -280,7 +414,7 @@ class StepCompiler:
             c = self.cores[cid]
             if r1 <= r0:
                 continue
-            gb, bb = self._load_norm(c, plan.emb_norm) if cfg.arch == "bert" else (0, 0)
+            gb, bb = self._norm_sram(c, plan.emb_norm) if cfg.arch == "bert" else (0, 0)
             chunk = self._row_chunk(c, 2 * D * F32 + 3 * 4)
             base = c.top
             for a in range(r0, r1, chunk):
@@ -289,7 +423,7 @@ class StepCompiler:
                 ids, x = c.alloc(n * 4, "ids"), c.alloc(n * D * F32, "rows")
                 tmp = c.alloc(n * D * F32, "rows")
                 c.load(buf["ids"] + a * 4, ids, n * 4)
-                c.p.EMBED(n=n, ids=ids, table=plan.wte, row_bytes=D * F32, out=x)
+                c.emit("EMBED", n=n, ids=ids, table=plan.wte, row_bytes=D * F32, out=x)
                 extra = []
                 if cfg.arch == "bert":
                     extra = [("types", plan.wtt), ("pos", plan.wpe)]
@@ -297,20 +431,20 @@ class StepCompiler:
                     extra = [("pos", plan.wpe)]
                 for name, table in extra:
                     c.load(buf[name] + a * 4, ids, n * 4)
-                    c.p.EMBED(n=n, ids=ids, table=table, row_bytes=D * F32, out=tmp)
-                    c.p.ADD(n=n * D, a=x, b=tmp, out=x)
+                    c.emit("EMBED", n=n, ids=ids, table=table, row_bytes=D * F32, out=tmp)
+                    c.emit("ADD", n=n * D, a=x, b=tmp, out=x)
                 if cfg.arch == "bert":
                     self._apply_norm(c, plan.emb_norm, gb, bb, x, n)
                 c.store(buf["x"] + a * D * F32, x, n * D * F32)
 
     def _norm(self, src: int, dst: int, norm: tuple[int, int], R: int) -> None:
         """dst rows = norm(src rows), rows split over the dense cores (post-LN models)."""
-        cfg, D = self.cfg, self.cfg.d_model
+        D = self.cfg.d_model
         for cid, (r0, r1) in self._row_split(R):
             c = self.cores[cid]
             if r1 <= r0:
                 continue
-            g, b = self._load_norm(c, norm)
+            g, b = self._norm_sram(c, norm)
             base = c.top
             chunk = self._row_chunk(c, D * F32)
             for a in range(r0, r1, chunk):
@@ -321,21 +455,14 @@ class StepCompiler:
                 self._apply_norm(c, norm, g, b, x, n)
                 c.store(dst + a * D * F32, x, n * D * F32)
 
-    def _load_norm(self, c: _Core, norm: tuple[int, int]) -> tuple[int, int]:
-        """Allocate and load a norm's gamma (and beta) into the core's SRAM."""
-        D, n = self.cfg.d_model, 2 if norm[1] else 1
-        g = c.alloc(n * D * F32, "gamma and beta")
-        c.load(norm[0], g, n * D * F32)               # beta follows gamma (the plan's layout)
-        return g, g + D * F32 if norm[1] else 0
-
     def _apply_norm(self, c: _Core, norm: tuple[int, int], g: int, b: int, x: int,
                     n: int) -> None:
         """LayerNorm (with a beta) or RMSNorm of n rows at x, in place."""
         D, eps = self.cfg.d_model, self.cfg.norm_eps
         if norm[1]:
-            c.p.LAYERNORM(rows=n, cols=D, a=x, gamma=g, beta=b, out=x, eps=eps)
+            c.emit("LAYERNORM", rows=n, cols=D, a=x, gamma=g, beta=b, out=x, eps=eps)
         else:
-            c.p.RMSNORM(rows=n, cols=D, a=x, gamma=g, out=x, eps=eps)
+            c.emit("RMSNORM", rows=n, cols=D, a=x, gamma=g, out=x, eps=eps)
 
     def _pool(self, buf: dict, segs: list[Segment]) -> None:
         """Mean pooling of each sequence's rows: a halving tree of row-block ADDs (the
@@ -350,9 +477,9 @@ class StepCompiler:
                 n = s.T
                 while n > 1:
                     h = n // 2
-                    c.p.ADD(n=h * D, a=x, b=x + (n - h) * D * F32, out=x)
+                    c.emit("ADD", n=h * D, a=x, b=x + (n - h) * D * F32, out=x)
                     n -= h
-                c.p.SCALE(n=D, a=x, out=x, factor=1.0 / s.T)
+                c.emit("SCALE", n=D, a=x, out=x, factor=1.0 / s.T)
                 c.store(buf["out"] + s.row * D * F32, x, D * F32)
 
     # -- linears ------------------------------------------------------------------------------
@@ -368,6 +495,7 @@ class StepCompiler:
         ``residual`` (+ the same columns of ``res``); ``qkv`` (RoPE on q and k, q to ``dst``,
         k and v into the KV cache of ``layer``)."""
         K = lin.K
+        rope = epilogue == "qkv" and self.cfg.rope_theta is not None
         for cid in self.target.dense:
             tiles = lin.core_tiles(cid)
             if not tiles:
@@ -376,10 +504,10 @@ class StepCompiler:
             nt_max = max(t.n for t in tiles)
             w = [c.alloc(max(t.nbytes for t in tiles), "weight tile")
                  for _ in range(2 if lin.gated else 1)]
-            pos = c.alloc(R * 4, "positions") if epilogue == "qkv" else 0
-            if epilogue == "qkv":
+            pos = c.alloc(R * 4, "positions") if rope else 0
+            if rope:
                 c.load(positions, pos, R * 4)
-            g, b = self._load_norm(c, norm) if norm else (0, 0)
+            g, b = self._norm_sram(c, norm) if norm else (0, 0)
             chunk = min(R, self._row_chunk(c, (K + 3 * nt_max) * F32))
             base = c.top
             for a0 in range(0, R, chunk):
@@ -411,7 +539,8 @@ class StepCompiler:
         bias is added after the GEMM."""
         plan = self.plan
         dt, int8 = _DT[plan.dtype], plan.dtype == "int8"
-        wbytes = lin.K * t.n * _WB[plan.dtype]
+        n = t.n
+        wbytes = lin.K * n * _WB[plan.dtype]
         outs = []
         for half, address in enumerate([t.address, t.address2][:len(w)]):
             c.load(address, w[half], t.nbytes)
@@ -421,53 +550,62 @@ class StepCompiler:
                 if m == 1:
                     out = bias
                 else:
-                    c.p.LOAD(hbm=address + t.bias_offset, sram=out, row_bytes=t.n * F32,
-                             rows=m, hbm_stride=0, sram_stride=t.n * F32)
-            c.p.GEMM(m=m, n=t.n, k=lin.K, a=A, b=w[half], c=out,
-                     scale=w[half] + wbytes if int8 else 0, dtype_a="FP32", dtype_b=dt,
-                     flags=("accumulate",) if bias and not int8 else ())
+                    c.emit("LOAD", hbm=address + t.bias_offset, sram=out, row_bytes=n * F32,
+                           rows=m, hbm_stride=0, sram_stride=n * F32)
+            c.emit("GEMM", ("accumulate",) if bias and not int8 else None, m=m, n=n, k=lin.K,
+                   a=A, b=w[half], c=out, scale=w[half] + wbytes if int8 else 0,
+                   dtype_a="FP32", dtype_b=dt)
             if bias and int8:
                 if m > 1:
-                    c.p.LOAD(hbm=address + t.bias_offset, sram=tmp, row_bytes=t.n * F32,
-                             rows=m, hbm_stride=0, sram_stride=t.n * F32)
-                c.p.ADD(n=m * t.n, a=out, b=bias if m == 1 else tmp, out=out)
+                    c.emit("LOAD", hbm=address + t.bias_offset, sram=tmp, row_bytes=n * F32,
+                           rows=m, hbm_stride=0, sram_stride=n * F32)
+                c.emit("ADD", n=m * n, a=out, b=bias if m == 1 else tmp, out=out)
             outs.append(out)
         if lin.gated:
-            c.p.SILU(n=m * t.n, a=outs[0], out=outs[0])
-            c.p.MUL(n=m * t.n, a=outs[0], b=outs[1], out=outs[0])
+            c.emit("SILU", n=m * n, a=outs[0], out=outs[0])
+            c.emit("MUL", n=m * n, a=outs[0], b=outs[1], out=outs[0])
         return outs[0]
 
-    def _store_cols(self, c: _Core, C: int, m: int, n: int, dst: int, N: int, row0: int,
-                    col0: int) -> None:
-        c.p.STORE(hbm=dst + (row0 * N + col0) * F32, sram=C, row_bytes=n * F32, rows=m,
-                  hbm_stride=N * F32, sram_stride=n * F32)
+    def _store_cols(self, c: _Core, C: int, m: int, n: int, nt: int, dst: int, N: int,
+                    row0: int, col0: int) -> None:
+        """Store n columns of the m rows (nt wide in SRAM) at C into columns col0.. of the
+        N-wide rows row0.. at dst."""
+        c.emit("STORE", hbm=dst + (row0 * N + col0) * F32, sram=C, row_bytes=n * F32, rows=m,
+               hbm_stride=N * F32, sram_stride=nt * F32)
 
     def _epilogue(self, c: _Core, lin: Linear, t: Tile, kind: str, C: int, tmp: int, m: int,
                   a0: int, dst: int, res: int, layer: int, segs, pos: int) -> None:
-        cfg = self.cfg
+        cfg, n = self.cfg, t.n
         if kind == "act" and not lin.gated:
             op = {"gelu_tanh": "GELU", "gelu_erf": "GELU_ERF", "silu": "SILU"}[cfg.activation]
-            c.p.append(op, n=m * t.n, a=C, out=C)
+            c.emit(op, n=m * n, a=C, out=C)
         if kind == "residual":
-            c.p.LOAD(hbm=res + (a0 * lin.N + t.c0) * F32, sram=tmp, row_bytes=t.n * F32,
-                     rows=m, hbm_stride=lin.N * F32, sram_stride=t.n * F32)
-            c.p.ADD(n=m * t.n, a=tmp, b=C, out=C)
+            c.emit("LOAD", hbm=res + (a0 * lin.N + t.c0) * F32, sram=tmp, row_bytes=n * F32,
+                   rows=m, hbm_stride=lin.N * F32, sram_stride=n * F32)
+            c.emit("ADD", n=m * n, a=tmp, b=C, out=C)
         if kind != "qkv":
-            self._store_cols(c, C, m, t.n, dst, lin.N, a0, t.c0)
+            self._store_cols(c, C, m, n, n, dst, lin.N, a0, t.c0)
             return
         hd, Q, KVD = cfg.head_dim, cfg.q_dim, cfg.kv_dim
-        if t.c0 < Q + KVD and cfg.rope_theta is not None:
-            c.p.ROPE(rows=m, heads=t.n // hd, head_dim=hd, a=C, out=C, positions=pos + a0 * 4,
-                     theta=cfg.rope_theta)
-        if t.c0 < Q:
-            self._store_cols(c, C, m, t.n, dst, Q, a0, t.c0)
-            return
-        kind_kv, first = (0, (t.c0 - Q) // hd) if t.c0 < Q + KVD else (1, (t.c0 - Q - KVD) // hd)
-        self._kv_store(c, C, m, t.n, a0, layer, kind_kv, first, t.n // hd, segs)
+        if t.c0 < Q + KVD and cfg.rope_theta is not None:       # (RoPE tiles are not fused)
+            c.emit("ROPE", rows=m, heads=n // hd, head_dim=hd, a=C, out=C,
+                   positions=pos + a0 * 4, theta=cfg.rope_theta)
+        off = 0
+        for c0, c1 in t.ranges:
+            at = C + off * F32
+            if c0 < Q:
+                self._store_cols(c, at, m, c1 - c0, n, dst, Q, a0, c0)
+            else:
+                kind_kv, first = (0, (c0 - Q) // hd) if c0 < Q + KVD else \
+                    (1, (c0 - Q - KVD) // hd)
+                self._kv_store(c, at, m, n, a0, layer, kind_kv, first, (c1 - c0) // hd, segs)
+            off += c1 - c0
 
     def _kv_store(self, c: _Core, C: int, m: int, nt: int, a0: int, layer: int, kind: int,
                   first_head: int, heads: int, segs: list[Segment]) -> None:
-        """Rows a0..a0+m-1 of C (heads × head_dim columns each) into the KV cache."""
+        """Rows a0..a0+m-1 of C (heads × head_dim columns each, nt columns per row) into
+        the KV cache. A single position of several heads is one STORE (the heads of a page
+        are equally spaced)."""
         plan, hd = self.plan, self.cfg.head_dim
         P = plan.page_tokens
         for s in segs:
@@ -476,11 +614,16 @@ class StepCompiler:
             while r < hi:
                 p = s.pos0 + (r - s.r0)
                 run = min(hi - r, P - p % P)
-                for h in range(heads):
-                    c.p.STORE(hbm=plan.kv_address(s.blocks[p // P], layer, kind, first_head + h,
-                                                  p % P),
-                              sram=C + ((r - a0) * nt + h * hd) * F32, row_bytes=hd * F32,
-                              rows=run, hbm_stride=hd * F32, sram_stride=nt * F32)
+                at = C + (r - a0) * nt * F32
+                hbm = plan.kv_address(s.blocks[p // P], layer, kind, first_head, p % P)
+                if run == 1:
+                    c.emit("STORE", hbm=hbm, sram=at, row_bytes=hd * F32, rows=heads,
+                           hbm_stride=P * hd * F32, sram_stride=hd * F32)
+                else:
+                    for h in range(heads):
+                        c.emit("STORE", hbm=hbm + h * P * hd * F32, sram=at + h * hd * F32,
+                               row_bytes=hd * F32, rows=run, hbm_stride=hd * F32,
+                               sram_stride=nt * F32)
                 r += run
 
     # -- attention ----------------------------------------------------------------------------
@@ -488,51 +631,115 @@ class StepCompiler:
         segs = self.mbs[mb]
         if not segs:
             return
-        cfg, plan = self.cfg, self.plan
-        buf = plan.buffers[mb]
-        hd, Q = cfg.head_dim, cfg.q_dim
-        group = cfg.n_heads // cfg.n_kv_heads
+        key = ("attn", l, mb, tuple(_seg_key(s, self._pages(s)) for s in segs))
+        self._fragment(key, lambda: self._attention(l, mb, segs))
+
+    def _attention(self, l: int, mb: int, segs: list[Segment]) -> None:
+        """The (sequence, KV head) units of the micro-batch, split in contiguous runs over the
+        attention cores; a core's run of one sequence's heads decoding a single token is
+        done together (one load of the queries, of each page's keys and values, one
+        SOFTMAX, one store)."""
+        cfg = self.cfg
         scale = cfg.head_dim ** -0.5 / ((l + 1) if cfg.scale_attn_by_layer else 1)
         units = [(s, g) for s in segs for g in range(cfg.n_kv_heads)]
         attn = self.target.attention
-        for i, (s, g) in enumerate(units):
-            c = self.cores[attn[i % len(attn)]]
-            c.free()
-            L = s.pos0 + s.T
-            K = c.alloc(L * hd * F32, f"keys of a {L}-token context")
-            V = c.alloc(L * hd * F32, f"values of a {L}-token context")
-            for kind, dstv in ((0, K), (1, V)):
-                self._kv_load(c, s, l, kind, g, L, dstv)
-            tb = min(s.T, self._row_chunk(c, (L + 2 * hd) * F32))
-            base = c.top
-            for t0 in range(0, s.T, tb):
-                n = min(s.T, t0 + tb) - t0
-                for h in range(g * group, (g + 1) * group):
-                    c.top = base
-                    q = c.alloc(n * hd * F32, "query rows")
-                    S = c.alloc(n * L * F32, "scores")
-                    O = c.alloc(n * hd * F32, "attention output")
-                    row = s.r0 + t0
-                    c.p.LOAD(hbm=buf["q"] + (row * Q + h * hd) * F32, sram=q, row_bytes=hd * F32,
-                             rows=n, hbm_stride=Q * F32, sram_stride=hd * F32)
-                    c.p.GEMM(m=n, n=L, k=hd, a=q, b=K, c=S, scale=0, dtype_a="FP32",
-                             dtype_b="FP32", flags=("trans_b",))
-                    c.p.SOFTMAX(rows=n, cols=L, a=S, out=S, scale=scale, pos0=s.pos0 + t0,
-                                flags=("causal",) if cfg.causal else ())
-                    c.p.GEMM(m=n, n=hd, k=L, a=S, b=V, c=O, scale=0, dtype_a="FP32",
-                             dtype_b="FP32")
-                    c.p.STORE(hbm=buf["att"] + (row * Q + h * hd) * F32, sram=O,
-                              row_bytes=hd * F32, rows=n, hbm_stride=Q * F32,
-                              sram_stride=hd * F32)
+        for cid, (u0, u1) in zip(attn, split(len(units), len(attn))):
+            c = self.cores[cid]
+            i = u0
+            while i < u1:
+                s, g0 = units[i]
+                j = i + 1
+                while j < u1 and units[j][0] is s:
+                    j += 1
+                if s.T == 1:
+                    g1 = units[j - 1][1] + 1
+                    c.free()
+                    G, L, hd = cfg.n_heads // cfg.n_kv_heads, s.pos0 + 1, cfg.head_dim
+                    per_unit = (2 * L * hd + G * (2 * hd + L)) * F32 + 5 * SRAM_ALIGN
+                    step = max(1, (c.info.sram_bytes - c.top) // per_unit)
+                    for g in range(g0, g1, step):
+                        self._attend_token(c, s, l, mb, g, min(g1, g + step), scale)
+                else:
+                    for g in range(g0, units[j - 1][1] + 1):
+                        self._attend(c, s, l, mb, g, scale)
+                i = j
             c.free()
 
-    def _kv_load(self, c: _Core, s: Segment, layer: int, kind: int, head: int, L: int,
-                 dst: int) -> None:
+    def _attend(self, c: _Core, s: Segment, l: int, mb: int, g: int, scale: float) -> None:
+        """Every query head of KV head g for the segment's tokens, one head at a time."""
+        cfg, buf = self.cfg, self.plan.buffers[mb]
+        hd, Q = cfg.head_dim, cfg.q_dim
+        group = cfg.n_heads // cfg.n_kv_heads
+        c.free()
+        L = s.pos0 + s.T
+        K = c.alloc(L * hd * F32, f"keys of a {L}-token context")
+        V = c.alloc(L * hd * F32, f"values of a {L}-token context")
+        for kind, dstv in ((0, K), (1, V)):
+            self._kv_load(c, s, l, kind, g, 1, L, dstv)
+        tb = min(s.T, self._row_chunk(c, (L + 2 * hd) * F32))
+        base = c.top
+        for t0 in range(0, s.T, tb):
+            n = min(s.T, t0 + tb) - t0
+            for h in range(g * group, (g + 1) * group):
+                c.top = base
+                q = c.alloc(n * hd * F32, "query rows")
+                S = c.alloc(n * L * F32, "scores")
+                O = c.alloc(n * hd * F32, "attention output")
+                row = s.r0 + t0
+                c.emit("LOAD", hbm=buf["q"] + (row * Q + h * hd) * F32, sram=q,
+                       row_bytes=hd * F32, rows=n, hbm_stride=Q * F32, sram_stride=hd * F32)
+                c.emit("GEMM", ("trans_b",), m=n, n=L, k=hd, a=q, b=K, c=S, scale=0,
+                       dtype_a="FP32", dtype_b="FP32")
+                c.emit("SOFTMAX", ("causal",) if cfg.causal else None, rows=n, cols=L, a=S,
+                       out=S, scale=scale, pos0=s.pos0 + t0)
+                c.emit("GEMM", m=n, n=hd, k=L, a=S, b=V, c=O, scale=0, dtype_a="FP32",
+                       dtype_b="FP32")
+                c.emit("STORE", hbm=buf["att"] + (row * Q + h * hd) * F32, sram=O,
+                       row_bytes=hd * F32, rows=n, hbm_stride=Q * F32, sram_stride=hd * F32)
+
+    def _attend_token(self, c: _Core, s: Segment, l: int, mb: int, g0: int, g1: int,
+                      scale: float) -> None:
+        """KV heads g0..g1-1 of a segment with one new token: the query heads of a KV head
+        are the rows of one GEMM q·Kᵀ (scores of every head stacked), one SOFTMAX over all
+        the rows (the token sees every position: row r's causal limit pos0 + r is past the
+        last column), one GEMM P·V per KV head, and one contiguous load of the queries and
+        store of the outputs. Each row's arithmetic is that of the per-head path."""
+        cfg, buf = self.cfg, self.plan.buffers[mb]
+        hd, Q = cfg.head_dim, cfg.q_dim
+        G = cfg.n_heads // cfg.n_kv_heads
+        nu, L = g1 - g0, s.pos0 + 1
+        nh = nu * G
+        c.free()
+        K = c.alloc(nu * L * hd * F32, f"keys of a {L}-token context")
+        V = c.alloc(nu * L * hd * F32, f"values of a {L}-token context")
+        q = c.alloc(nh * hd * F32, "query rows")
+        S = c.alloc(nh * L * F32, "scores")
+        O = c.alloc(nh * hd * F32, "attention output")
+        for kind, dstv in ((0, K), (1, V)):
+            self._kv_load(c, s, l, kind, g0, nu, L, dstv)
+        at = (s.r0 * Q + g0 * G * hd) * F32
+        c.load(buf["q"] + at, q, nh * hd * F32)
+        for u in range(nu):
+            c.emit("GEMM", ("trans_b",), m=G, n=L, k=hd, a=q + u * G * hd * F32,
+                   b=K + u * L * hd * F32, c=S + u * G * L * F32, scale=0, dtype_a="FP32",
+                   dtype_b="FP32")
+        c.emit("SOFTMAX", ("causal",) if cfg.causal else None, rows=nh, cols=L, a=S, out=S,
+               scale=scale, pos0=s.pos0)
+        for u in range(nu):
+            c.emit("GEMM", m=G, n=hd, k=L, a=S + u * G * L * F32, b=V + u * L * hd * F32,
+                   c=O + u * G * hd * F32, scale=0, dtype_a="FP32", dtype_b="FP32")
+        c.store(buf["att"] + at, O, nh * hd * F32)
+
+    def _kv_load(self, c: _Core, s: Segment, layer: int, kind: int, head: int, heads: int,
+                 L: int, dst: int) -> None:
+        """Keys (kind 0) or values of KV heads head..head+heads-1 over positions 0..L-1 into
+        SRAM at dst (each head's L × head_dim rows contiguous); one LOAD per page."""
         plan, hd, P = self.plan, self.cfg.head_dim, self.plan.page_tokens
         for p0 in range(0, L, P):
             n = min(L, p0 + P) - p0
-            c.load(plan.kv_address(s.blocks[p0 // P], layer, kind, head, 0), dst + p0 * hd * F32,
-                   n * hd * F32)
+            c.emit("LOAD", hbm=plan.kv_address(s.blocks[p0 // P], layer, kind, head, 0),
+                   sram=dst + p0 * hd * F32, row_bytes=n * hd * F32, rows=heads,
+                   hbm_stride=P * hd * F32, sram_stride=L * hd * F32)
 
 
-__all__ = ["Segment", "StepProgram", "StepCompiler"]
+__all__ = ["Segment", "StepProgram", "StepCompiler", "CoreProgram"]
