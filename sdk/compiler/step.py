@@ -191,10 +191,10 @@ class StepCompiler:
             raise CompileError(f"{len(micro_batches)} micro-batches, the plan has "
                                f"{plan.micro_batches}")
         self.cores = {cid: _Core(self.target.core(cid)) for cid in self.target.active}
-        base = -(-self._norm_window // SRAM_ALIGN) * SRAM_ALIGN
+        self.mbs = micro_batches + [[] for _ in range(plan.micro_batches - len(micro_batches))]
+        base = self._plan_residents()
         for cid in self.target.dense:
             self.cores[cid].base = self.cores[cid].top = base
-        self.mbs = micro_batches + [[] for _ in range(plan.micro_batches - len(micro_batches))]
         inputs = []
         for mb, segs in enumerate(self.mbs):
             for row, s in enumerate(segs):
@@ -311,6 +311,41 @@ class StepCompiler:
                     self._attention_item(l, mb)
                     self._barrier(active, self.all_mask)
 
+    # -- what stays in SRAM for the whole step -------------------------------------------------
+    def _plan_residents(self) -> int:
+        """Lay out the dense cores' step-resident SRAM (the norm window, then per micro-batch
+        the core's columns of the residual stream ``x`` and ``x2``); returns its size.
+
+        The output projection and the down projection split the same ``d_model`` columns
+        the same way, so a core adds (and stores) the very columns it produced one stage
+        earlier: it keeps them in SRAM instead of loading them back (pre-LN models, when
+        the two linears have the same tiles on every core and the rows take little SRAM)."""
+        plan, cfg = self.plan, self.cfg
+        top = -(-self._norm_window // SRAM_ALIGN) * SRAM_ALIGN
+        self._slots: dict[tuple[int, str], int] = {}
+        self._valid: set[tuple[int, str]] = set()
+        if cfg.arch == "bert" or not plan.layers:
+            return top
+        o, down = plan.layers[0].o, plan.layers[0].down
+        cols = 0
+        for cid in self.target.dense:
+            tiles = [(t.c0, t.c1) for t in o.core_tiles(cid)]
+            if tiles != [(t.c0, t.c1) for t in down.core_tiles(cid)]:
+                return top
+            cols = max(cols, sum(c1 - c0 for c0, c1 in tiles))
+        sram = min(self.target.core(cid).sram_bytes for cid in self.target.dense)
+        slots, at = {}, top
+        for mb, segs in enumerate(self.mbs):
+            nbytes = -(-sum(s.T for s in segs) * cols * F32 // SRAM_ALIGN) * SRAM_ALIGN
+            for name in ("x", "x2"):
+                if nbytes:
+                    slots[mb, name] = at
+                    at += nbytes
+        if at - top > sram // 16:
+            return top
+        self._slots = slots
+        return at
+
     # -- norms --------------------------------------------------------------------------------
     def _need_norms(self, norms: list[tuple[int, int]]) -> None:
         """Make the dense cores' SRAM norm window hold ``norms`` (adjacent in the plan's norm
@@ -351,6 +386,13 @@ class StepCompiler:
         else:
             prev = plan.layers[l - 1]
             o, up, down = (("lin", x.name, mb, R) for x in (prev.o, prev.up, prev.down))
+            # the residual columns kept in SRAM (see _plan_residents): (read, write) slots
+            slots, valid = self._slots, self._valid
+            keep_o = (slots[mb, "x"] if (mb, "x") in valid else None, slots.get((mb, "x2")))
+            keep_down = (slots.get((mb, "x2")), slots.get((mb, "x")))
+            if keep_down[0] is not None:
+                valid.update({(mb, "x"), (mb, "x2")})
+            o, down = o + keep_o, down + keep_down
             if post_ln:        # x2 = LN(att·Wo + bo + x); x = LN(ffn(x2) + x2)
                 norms += [prev.norm1, prev.norm2]
                 stages += [(o, lambda: self._linear(prev.o, buf["att"], buf["x2"], R,
@@ -365,11 +407,12 @@ class StepCompiler:
             else:              # x2 = x + att·Wo; x = x2 + ffn(norm2(x2))
                 norms.append(prev.norm2)
                 stages += [(o, lambda: self._linear(prev.o, buf["att"], buf["x2"], R,
-                                                    "residual", res=buf["x"])),
+                                                    "residual", res=buf["x"], keep=keep_o)),
                            (up, lambda: self._linear(prev.up, buf["x2"], buf["h"], R, "act",
                                                      norm=prev.norm2)),
                            (down, lambda: self._linear(prev.down, buf["h"], buf["x"], R,
-                                                       "residual", res=buf["x2"]))]
+                                                       "residual", res=buf["x2"],
+                                                       keep=keep_down))]
         if l < cfg.n_layers:
             cur = plan.layers[l]
             if not post_ln:
@@ -486,14 +529,17 @@ class StepCompiler:
     def _linear(self, lin: Linear, src: int, dst: int, R: int, epilogue: str, *,
                 res: int = 0, layer: int = 0, segs: list[Segment] | None = None,
                 positions: int = 0, norm: tuple[int, int] | None = None,
-                rows: list[int] | None = None) -> None:
+                rows: list[int] | None = None,
+                keep: tuple[int | None, int | None] = (None, None)) -> None:
         """dst = epilogue(A · W (+ bias)) on the columns each dense core owns, A = the R rows
         of ``src`` (or the rows listed in ``rows``), normalised first with ``norm`` (every
         dense core normalises the rows it needs itself: no extra pass, no extra barrier).
 
         Epilogues: ``store``; ``act`` (the FFN activation, SwiGLU for a gated linear);
         ``residual`` (+ the same columns of ``res``); ``qkv`` (RoPE on q and k, q to ``dst``,
-        k and v into the KV cache of ``layer``)."""
+        k and v into the KV cache of ``layer``). ``keep``: for ``residual``, the SRAM slots
+        (or None) holding this core's columns of ``res`` for all R rows, and receiving the
+        result's (tile by tile: tile t's R × t.n block, then the next tile's)."""
         K = lin.K
         rope = epilogue == "qkv" and self.cfg.rope_theta is not None
         for cid in self.target.dense:
@@ -523,10 +569,12 @@ class StepCompiler:
                         c.load(src + rows[a0 + i] * K * F32, A + i * K * F32, K * F32)
                 if norm:
                     self._apply_norm(c, norm, g, b, A, m)
+                cc0 = tiles[0].c0
                 for t in tiles:
                     out = self._tile(c, lin, t, A, w, C, tmp, m)
+                    at = (R * (t.c0 - cc0) + a0 * t.n) * F32       # in a kept slot
                     self._epilogue(c, lin, t, epilogue, out, tmp, m, a0, dst, res, layer, segs,
-                                   pos)
+                                   pos, *(None if k is None else k + at for k in keep))
 
     def _tile(self, c: _Core, lin: Linear, t: Tile, A: int, w: list[int], C: list[int],
               tmp: int, m: int) -> int:
@@ -574,15 +622,20 @@ class StepCompiler:
                hbm_stride=N * F32, sram_stride=nt * F32)
 
     def _epilogue(self, c: _Core, lin: Linear, t: Tile, kind: str, C: int, tmp: int, m: int,
-                  a0: int, dst: int, res: int, layer: int, segs, pos: int) -> None:
+                  a0: int, dst: int, res: int, layer: int, segs, pos: int,
+                  res_kept: int | None = None, out_kept: int | None = None) -> None:
         cfg, n = self.cfg, t.n
         if kind == "act" and not lin.gated:
             op = {"gelu_tanh": "GELU", "gelu_erf": "GELU_ERF", "silu": "SILU"}[cfg.activation]
             c.emit(op, n=m * n, a=C, out=C)
         if kind == "residual":
-            c.emit("LOAD", hbm=res + (a0 * lin.N + t.c0) * F32, sram=tmp, row_bytes=n * F32,
-                   rows=m, hbm_stride=lin.N * F32, sram_stride=n * F32)
-            c.emit("ADD", n=m * n, a=tmp, b=C, out=C)
+            if res_kept is None:
+                c.emit("LOAD", hbm=res + (a0 * lin.N + t.c0) * F32, sram=tmp,
+                       row_bytes=n * F32, rows=m, hbm_stride=lin.N * F32, sram_stride=n * F32)
+                res_kept = tmp
+            out = C if out_kept is None else out_kept
+            c.emit("ADD", n=m * n, a=res_kept, b=C, out=out)
+            C = out
         if kind != "qkv":
             self._store_cols(c, C, m, n, n, dst, lin.N, a0, t.c0)
             return
