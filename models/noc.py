@@ -57,7 +57,7 @@ a :class:`_Fan`: the packets' channels with their head and tail offsets in ps, a
 pass's result relative to ``t0`` when no earlier traffic holds a packet up. When every channel
 is free by the time the pass's head first reaches it, the result is that (one compare and one
 store per channel, ~2x faster); else the packets are timed one channel at a time. Link busy
-cycles are summed per route and added to the channels when read. The packet-by-packet form
+cycles are counted as uses of each compiled pass and added to the channels when read. The packet-by-packet form
 (``_send``, used for ``buffer_flits``) gives identical results (tests compare them).
 
 Counters (plain ints): transactions, packets, bytes (every packet's size, headers included),
@@ -105,11 +105,12 @@ class _Fan:
     injection time (ps), when no channel ``c`` of ``free`` (the first use of each channel by
     the pass) is busy after ``t0 + h``, every channel ``c`` of ``ends`` is busy until
     ``t0 + d``, the last tail arrives at ``t0 + latest`` and the pass adds ``queued`` ps of
-    queueing. ``flits`` is ``(route id, flits)`` per route; ``n``, ``nbytes``, ``byte_hops``
-    and ``zero_ps`` (the packets' zero-load ps) feed the counters."""
+    queueing. ``flits`` is ``(route id, flits)`` per route, added to the link busy
+    cycles ``used`` times when they are read; ``n``, ``nbytes``, ``byte_hops`` and ``zero_ps``
+    (the packets' zero-load ps) feed the counters."""
 
-    __slots__ = ("packets", "free", "ends", "latest", "queued", "flits", "n", "nbytes",
-                 "byte_hops", "zero_ps")
+    __slots__ = ("packets", "free", "ends", "latest", "queued", "flits",
+                 "used", "n", "nbytes", "byte_hops", "zero_ps")
 
 
 class _Port:
@@ -457,8 +458,9 @@ class Noc(Module):
         fan.packets, fan.n = tuple(packets), len(packets)
         fan.free, fan.ends = tuple(free.items()), tuple(ends.items())
         fan.queued = arrivals - fan.zero_ps
-        fan.flits = tuple(flits.items())
+        fan.flits, fan.used = tuple(flits.items()), 0
         if len(self._fans) >= 4096:
+            self._fold_fans()
             self._fans.clear()
         self._fans[key] = fan
         return fan
@@ -492,9 +494,7 @@ class Noc(Module):
             for c, d in fan.ends:
                 busy[c] = t0 + d
             latest, queued = t0 + fan.latest, fan.queued
-        route_flits = self._route_flits
-        for rid, n in fan.flits:
-            route_flits[rid] += n
+        fan.used += 1
         cnt = self.count
         cnt["packets"] += fan.n
         cnt["bytes"] += fan.nbytes
@@ -502,9 +502,19 @@ class Noc(Module):
         cnt["queue_ps"] += queued
         return latest
 
+    def _fold_fans(self) -> None:
+        """Add the flits of every use of a compiled pass to its routes."""
+        route_flits = self._route_flits
+        for fan in self._fans.values():
+            if fan.used:
+                for rid, n in fan.flits:
+                    route_flits[rid] += n * fan.used
+                fan.used = 0
+
     @property
     def link_busy_cycles(self) -> list[int]:
         """Per channel: cycles spent carrying flits (plain ints)."""
+        self._fold_fans()
         flits, chans, lb = self._route_flits, self._route_chans, self._link_busy
         for rid, n in enumerate(flits):
             if n:
@@ -517,6 +527,8 @@ class Noc(Module):
     def link_busy_cycles(self, value: list[int]) -> None:
         self._link_busy = value
         self._route_flits = [0] * len(self._route_chans)
+        for fan in self._fans.values():         # (uses so far are replaced too)
+            fan.used = 0
 
     def _transport_packets(self, src: int, trans: Payload, sock, now: int, t0: int,
                            offset: int, shares) -> int:
