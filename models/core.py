@@ -54,6 +54,12 @@ FETCH_BYTES = 4096           # program fetch block
 # analytically, so larger chunks only save Python work; a functional chunk is a zero-copy view.
 CHUNK_BYTES = 64 << 20
 ROW_BATCH = 256              # transactions of one instruction in flight at once
+# Decoded instructions by fetch block: block bytes -> {offset in block: isa.Decoded}. Decoding
+# is a pure function of the bytes (every fetch still reads HBM and takes its time), so the
+# program a core runs for every layer and token is decoded once, whichever core runs it.
+# Bounded: cleared when it holds DECODE_CACHE_BLOCKS blocks (16 MiB of program text).
+_DECODED: dict[bytes, dict[int, "isa.Decoded"]] = {}
+DECODE_CACHE_BLOCKS = 4096
 COUNTERS = ("instructions", "busy_ps", "matrix_busy_ps", "vector_busy_ps", "load_store_ps",
             "stall_ps", "fetch_ps", "macs_fp32", "macs_bf16", "macs_int8", "vector_element_ops",
             "sram_read_bytes", "sram_write_bytes", "hbm_read_bytes", "hbm_write_bytes",
@@ -61,6 +67,7 @@ COUNTERS = ("instructions", "busy_ps", "matrix_busy_ps", "vector_busy_ps", "load
 _READ, _WRITE, _OK = Command.READ, Command.WRITE, Response.OK
 _NO_DATA = np.empty(0, np.uint8)
 _HEADER = struct.Struct("<I").unpack_from
+_decode = isa.INSTRUCTIONS.decode
 _F32, _I32 = np.dtype("<f4"), np.dtype("<i4")
 _SIZE = {0: 4, 1: 2, 2: 1}                 # dtype code -> bytes
 _STORAGE = numerics.STORAGE_DTYPE
@@ -104,7 +111,7 @@ class Core(SyncInstructions, Module):
                          timing_only)
         self.sram_socket = TargetSocket(f"{self.full_name}.sram", self.sram)
         self._mem, self._view = self.sram.mem, self.sram.view
-        self._fetch_base, self._fetch_buf = 0, b""
+        self._set_fetch_buffer(0, b"")
         self._ops = {"LOAD": self._load, "STORE": self._store, "SEND": self._send,
                      "RECV": self._recv, "GEMM": self._gemm, "ADD": self._binary,
                      "MUL": self._binary, "SCALE": self._unary, "GELU": self._unary,
@@ -125,7 +132,7 @@ class Core(SyncInstructions, Module):
         self.busy, self.error = True, 0
         self.pc = self.program = program
         self.arg = arg
-        self._fetch_buf = b""                    # the program may have been rewritten
+        self._set_fetch_buffer(0, b"")          # the program may have been rewritten
         self.cluster.update_error_irq()
         self._kick.notify()
         self.spawn(self._run(self.generation), "run")
@@ -137,7 +144,7 @@ class Core(SyncInstructions, Module):
         self.busy, self.error = False, 0
         self.pc = self.program = self.arg = 0
         self.recv_posts.clear()
-        self._fetch_buf = b""
+        self._set_fetch_buffer(0, b"")
         self.cluster.barrier_leave(self.core_id)
         self.counters.update(dict.fromkeys(COUNTERS, 0))
         self.cluster.update_error_irq()
@@ -146,24 +153,15 @@ class Core(SyncInstructions, Module):
     # -- the instruction loop ---------------------------------------------------------------
     def _run(self, gen: int):
         ops, counters, cp, delay = self._ops, self.counters, self.cluster.cp, self.sim.delay
-        decode, issue_ps = isa.INSTRUCTIONS.decode, self._issue_ps
+        issue_ps = self._issue_ps
         while True:
             pc = self.pc
             try:
-                off, buf = pc - self._fetch_base, self._fetch_buf
-                # refetch unless the whole instruction (header: length_words) is in the buffer
-                if off < 0 or off + 4 > len(buf) or \
-                        off + (_HEADER(buf, off)[0] >> 6 & 0x3FC) > len(buf):
-                    if pc & 3:
-                        raise _Fault(ErrCode.MISALIGNED)
-                    yield from self._fetch(pc, gen)
-                    if self.generation != gen:
+                d = self._decoded.get(pc - self._fetch_base)
+                if d is None:                    # not decoded from this block yet
+                    d = yield from self._decode(pc, gen)
+                    if d is None:                # abandoned during the fetch
                         return
-                    buf, off = self._fetch_buf, 0
-                try:
-                    d = decode(buf, off)
-                except isa.DecodeError as exc:
-                    raise _Fault(ErrCode[exc.cause]) from None
                 cost = ops[d.op](d)
                 if cost.__class__ is not int:    # SEND/RECV/SEM_WAIT/BARRIER: they wait
                     cost = yield from cost
@@ -187,6 +185,28 @@ class Core(SyncInstructions, Module):
                 return
             self.pc = pc + d.nbytes
 
+    def _decode(self, pc: int, gen: int):
+        """Decode the instruction at ``pc``, first fetching its block unless the whole
+        instruction (header: length_words) is in the fetch buffer. Returns None when the run
+        was abandoned during the fetch."""
+        off, buf = pc - self._fetch_base, self._fetch_buf
+        if off < 0 or off + 4 > len(buf) or off + (_HEADER(buf, off)[0] >> 6 & 0x3FC) > len(buf):
+            if pc & 3:
+                raise _Fault(ErrCode.MISALIGNED)
+            yield from self._fetch(pc, gen)
+            if self.generation != gen:
+                return None
+            buf, off = self._fetch_buf, 0
+            d = self._decoded.get(0)             # this block was decoded before
+            if d is not None:
+                return d
+        try:
+            d = _decode(buf, off)
+        except isa.DecodeError as exc:
+            raise _Fault(ErrCode[exc.cause]) from None
+        self._decoded[off] = d
+        return d
+
     def _fetch(self, pc: int, gen: int):
         """Read the block of program at ``pc`` into the fetch buffer, taking its time."""
         cluster = self.cluster
@@ -199,11 +219,21 @@ class Core(SyncInstructions, Module):
             raise _Fault(ErrCode.DESC_RANGE)
         yield self.sim.delay(t)
         if self.generation == gen:
-            self._fetch_base, self._fetch_buf = pc, trans.data.tobytes()
+            self._set_fetch_buffer(pc, trans.data.tobytes())
             c = self.counters
             c["fetch_ps"] += t
             c["busy_ps"] += t
             c["fetch_bytes"] += nbytes
+
+    def _set_fetch_buffer(self, base: int, block: bytes) -> None:
+        """The fetch buffer now holds ``block`` (program bytes from HBM address ``base``)."""
+        self._fetch_base, self._fetch_buf = base, block
+        decoded = _DECODED.get(block)
+        if decoded is None:
+            if len(_DECODED) >= DECODE_CACHE_BLOCKS:
+                _DECODED.clear()
+            decoded = _DECODED[block] = {}
+        self._decoded = decoded
 
     def _fault(self, code: ErrCode) -> None:
         self.busy, self.error = False, int(code)

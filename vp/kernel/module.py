@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Generator, Iterator
 
+from vp.kernel import _myhdl
 from vp.kernel.event import Event
 from vp.kernel.sim import Process, Simulator
 
@@ -29,10 +30,9 @@ class Module:
                 raise ValueError(f"{self.parent.full_name} already has a child named {name!r}")
             self.parent.children[name] = self
 
-    @property
-    def now(self) -> int:
-        """Current simulated time (ps)."""
-        return self.sim.now
+    # One simulation per process, so the module's time is the scheduler's (one call, not a
+    # chain of properties: models read it on their hot paths).
+    now = property(_myhdl.now_of, doc="Current simulated time (ps).")
 
     def spawn(self, gen: Generator, name: str) -> Process:
         """Start ``gen`` as the process ``<full_name>.<name>``."""

@@ -146,10 +146,9 @@ class Simulator:
     # -- time -----------------------------------------------------------------------------
     now = property(_myhdl.now_of, doc="Current simulated time (ps).")
 
-    @staticmethod
-    def delay(ps: int):
-        """A wait clause for ``ps`` picoseconds: ``yield sim.delay(t)``."""
-        return _myhdl.delay(ps)
+    #: A wait clause for ``ps`` picoseconds: ``yield sim.delay(t)`` (the clause class itself,
+    #: so making one is a single call).
+    delay = staticmethod(_myhdl.delay)
 
     # -- processes and events ---------------------------------------------------------------
     def spawn(self, gen: Generator, name: str) -> Process:
