@@ -158,8 +158,9 @@ def _seg_key(s: "Segment", positions: int) -> tuple:
     return (s.r0, s.row, s.T, s.pos0, tuple(s.blocks[:positions]))
 
 
-#: Fragments kept for reuse by one compiler (a few steps' worth; cleared when full).
-MEMO_LIMIT = 50_000
+#: Fragments kept for reuse by one compiler (cleared when full; a GPT-2-small decode step
+#: adds about 25, the step's KV writes and attention, and reuses the rest).
+MEMO_LIMIT = 4096
 
 
 class StepCompiler:
@@ -261,6 +262,7 @@ class StepCompiler:
         """Run ``emit()`` (which appends instructions to any cores' programs) or, when a
         fragment of the same ``key`` was encoded before, append its bytes again. ``key``
         must name everything the instructions depend on."""
+        key += (self.cores[self.target.dense[0]].base,)        # where stages allocate from
         hit = self._memo.get(key)
         cores = self.cores
         if hit is not None:

@@ -39,6 +39,9 @@ def _steps(arch: str, lens: list[int]):
     else:
         for step in range(6):
             yield f"decode {step}", [seg(i, 1, n + step) for i, n in enumerate(lens)]
+        # the first micro-batch as before, the second with more rows (other SRAM layout)
+        yield "mixed", [seg(i, 1 if i < len(lens) // 2 else 4, n + 6)
+                        for i, n in enumerate(lens)]
 
 
 def _group(segs: list[Segment], plan: Plan) -> list[list[Segment]]:
