@@ -653,7 +653,7 @@ class HbmArray:
         patterns, pattern = self._pattern_cache, self._patterns
         stalled = s != arrival
         done_all = misses_all = stalls_all = 0
-        due, supersede = [], True
+        due, supersede, states = [], True, []
         for x0, x1, a, k, nbytes in pieces:
             rb, a_rel = divmod(a, group)
             p = patterns.get((a_rel, k)) or pattern(a_rel, k)   # kind 0: [a_rel, a_rel + k)
@@ -691,6 +691,7 @@ class HbmArray:
             supersede = supersede and p.touched_all[0]
             due.append((x0, x1, p, rb, start - rcd - cl, s, act if last_is_r0 else None))
             done_epoch = (done - 1) // refi
+            states.append((done, done_epoch, new_af, due[-1][2:]))
             windows = done_epoch - begin_epoch
             misses = pairs
             if windows:                         # rows reopened after each refresh in the share
@@ -723,8 +724,21 @@ class HbmArray:
         self.row_hits -= misses_all
         self.refresh_stalls += stalls_all
         self.steps += len(pieces)
-        if len(runs) > 1 or runs[0][0] or runs[0][1] != n:
+        if not supersede and (len(runs) > 1 or runs[0][0] or runs[0][1] != n):
             self._add_cuts([x for run in runs for x in run[:2]])    # (tcuts are in cuts)
+        # Every pseudo-channel now has its piece's timing state (and, when every bank was
+        # written, its whole state): the groups are where consecutive pieces differ, often
+        # fewer than before (e.g. idle pieces served alike).
+        tcuts, cuts = [0], [0]
+        for piece, before, after in zip(pieces[1:], states, states[1:]):
+            if before[:3] != after[:3]:         # (data bus, epoch, activation slot)
+                tcuts.append(piece[0])
+                cuts.append(piece[0])
+            elif before[3] != after[3]:         # (bank writes)
+                cuts.append(piece[0])
+        self._tcuts = tcuts
+        if supersede and self.GROUPS_MAX:
+            self._cuts = cuts if len(cuts) <= self.GROUPS_MAX else None
         return done_all
 
     def _serve_pieces(self, runs: list[tuple], s: int, arrival: int,

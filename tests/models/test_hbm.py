@@ -19,7 +19,7 @@ import pytest
 from models.hbm import (Hbm, HbmGeometry, HbmTiming, random_read_throughput,
                         sequential_read_throughput, timing_only_payload,
                         unloaded_row_hit_latency_ps, unloaded_row_miss_latency_ps)
-from models.hbm_timing import (burst_transfer_ps, peak_bandwidth, refresh_limited_peak,
+from models.hbm_timing import (HbmArray, burst_transfer_ps, peak_bandwidth, refresh_limited_peak,
                                row_miss_formula_ps)
 from vp.kernel import Command, Payload, Response, Simulator
 from vp.spec.units import GIB, MIB, NS
@@ -569,3 +569,29 @@ def test_hbm_bench_runs_and_reports_every_case():
     result = hbm_bench.run(repetitions=1, cases=cases)
     for name, *_ in cases:
         assert result[f"{name}_us"] > 0 and 0 < result[f"{name}_GBps"] < 5000
+
+
+def test_cold_pass_finds_the_groups_it_leaves():
+    """A pass over every pseudo-channel when they are all cold leaves each in its piece's state:
+    pieces served alike merge again (one share computed next time), and the timing equals the
+    numpy pass over every share."""
+    arrays = [HbmArray(GEO, TIM), HbmArray(GEO, TIM)]
+    arrays[1].COLD_PIECES = arrays[1].GROUPS_MAX = arrays[1].RECUT_MAX = 0
+    for a in arrays:
+        a.reset()
+    n, g = GEO.n_pseudo_channels, GEO.interleave_bytes
+    results = []
+    for a in arrays:
+        t = quiet()
+        done = [a.access(5 * g, 3 * g, t)]                   # three pcs busy: four groups
+        for k in (3, 6):                                      # idle, then a long aligned read
+            done.append(a.access(0, 64 * n * g, quiet(k)))
+        results.append(done)
+    assert results[0] == results[1]
+    assert arrays[0]._tcuts == [0] and arrays[0]._cuts == [0]
+    steps = arrays[0].steps
+    assert arrays[0].access(0, 64 * n * g, quiet(9)) == arrays[1].access(0, 64 * n * g, quiet(9))
+    assert arrays[0].steps - steps == 1
+    s0, s1 = arrays[0].state(), arrays[1].state()
+    del s0["steps"], s1["steps"]
+    assert s0 == s1
