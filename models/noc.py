@@ -57,8 +57,9 @@ a :class:`_Fan`: the packets' channels with their head and tail offsets in ps, a
 pass's result relative to ``t0`` when no earlier traffic holds a packet up. When every channel
 is free by the time the pass's head first reaches it, the result is that (one compare and one
 store per channel, ~2x faster); else the packets are timed one channel at a time. Link busy
-cycles are counted as uses of each compiled pass and added to the channels when read. The packet-by-packet form
-(``_send``, used for ``buffer_flits``) gives identical results (tests compare them).
+cycles are counted as uses of each compiled pass and added to the channels when read. The
+packet-by-packet form (``_send``, used for ``buffer_flits``) gives identical results (tests
+compare them).
 
 Counters (plain ints): transactions, packets, bytes (every packet's size, headers included),
 byte_hops (sum of bytes x hops, for energy), queue_ps (sum over packets of arrival minus
