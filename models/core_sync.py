@@ -29,6 +29,7 @@ from vp.spec import memory_map
 from vp.spec.regmap import ErrCode
 
 _READ, _WRITE, _OK = Command.READ, Command.WRITE, Response.OK
+_LANDED, _MALFORMED = ErrCode.OK, ErrCode.MALFORMED_PACKET   # a RecvPost's status
 
 
 class CoreFault(Exception):
@@ -138,8 +139,8 @@ class Cluster:
 
 class SyncInstructions:
     """SEND, RECV, SEM_SIGNAL, SEM_WAIT and BARRIER, mixed into :class:`models.core.Core`
-    (which provides ``cluster``, ``counters``, ``generation``, ``_kick``, ``_check`` and
-    ``_transact``). Each wait is the CP's ``wait_until``, so the watchdog covers it."""
+    (which provides ``cluster``, ``counters``, ``generation``, ``sram``, ``_kick``, ``_check``
+    and ``_transact``). Each wait is the CP's ``wait_until``, so the watchdog covers it."""
 
     def _wait(self, ready, events: tuple, gen: int):
         """Wait until ``ready()`` (watchdog: DEADLOCK); False if the run was abandoned."""
@@ -156,7 +157,8 @@ class SyncInstructions:
 
     def _send(self, d):
         dst_id, sram, nbytes, tag = d[1:5]
-        dst, gen = self.cluster.core(dst_id), self.generation
+        cluster, gen = self.cluster, self.generation
+        dst = cluster.core(dst_id)
         if dst is None:
             raise CoreFault(ErrCode.BAD_CORE)
         self._check(sram, nbytes, 1)
@@ -166,21 +168,20 @@ class SyncInstructions:
             return 0
         post = posts.pop(key)
         if post.nbytes != nbytes:
-            post.status = ErrCode.MALFORMED_PACKET
+            post.status = _MALFORMED
             dst.mailbox.notify()
-            raise CoreFault(ErrCode.MALFORMED_PACKET)
+            raise CoreFault(_MALFORMED)
         t = 0
         if nbytes:
             try:
-                t = self._transact(_WRITE, self.cluster.sram_address(dst_id) + post.sram,
-                                   sram, nbytes)
+                t = self._transact(_WRITE, cluster.sram_address(dst_id) + post.sram, sram, nbytes)
             except CoreFault:
                 post.status = ErrCode.DESC_RANGE
                 dst.mailbox.notify()
                 raise
-        ps = max(t, self.params.ps(-(-nbytes // self.params.sram_bytes_per_cycle)))
+        ps = max(t, self.sram.access_ps(nbytes))    # at least the SRAM read's cycles
         yield self.sim.delay(ps)
-        post.status = ErrCode.OK                  # landed: the RECV completes now
+        post.status = _LANDED                     # landed: the RECV completes now
         dst.mailbox.notify()
         if self.generation == gen:
             c = self.counters
@@ -200,7 +201,7 @@ class SyncInstructions:
         if not (yield from self._wait(lambda: post.status is not None, (self.mailbox,),
                                       self.generation)):
             return 0
-        if post.status != ErrCode.OK:
+        if post.status != _LANDED:
             raise CoreFault(post.status)
         return 0
 

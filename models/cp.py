@@ -269,26 +269,31 @@ class CommandProcessor(Module):
         """Wait until ``ready()``, waking on ``events``; returns False if ``abandoned()``
         becomes true, and raises QueueFault(DEADLOCK) when the watchdog expires with no
         progress anywhere."""
+        if ready():
+            return True
+        tick = self.watchdog_tick
+        clause = (*events, tick)
         since, mark = self.now, self.progress
-        while not ready():
+        while True:
             if abandoned():
                 return False
             # One shared watchdog tick for every waiter (an event holds one pending timed
             # notification), not a delay per wait: the scheduler's queue stays short.
-            if self.watchdog_tick.pending_at is None:
-                self.watchdog_tick.notify(self.watchdog_ps)
+            if tick.pending_at is None:
+                tick.notify(self.watchdog_ps)
             self._watching += 1
             try:
-                yield (*events, self.watchdog_tick)
+                yield clause
             finally:
                 self._watching -= 1
                 if not self._watching:       # nobody waits: an idle board has no tick pending
-                    self.watchdog_tick.cancel()
+                    tick.cancel()
+            if ready():
+                return True
             if self.progress != mark:
                 since, mark = self.now, self.progress
-            elif not ready() and self.now - since >= self.watchdog_ps:
+            elif self.now - since >= self.watchdog_ps:
                 raise QueueFault(ErrCode.DEADLOCK, "watchdog expired")
-        return True
 
     # -- packets -------------------------------------------------------------------------------
     def _cores_in(self, mask: int) -> list[CoreHandle]:

@@ -85,12 +85,19 @@ class SparseMemory:
             else:
                 out[:] = page[start:end]
             return
-        for index, start, pos, n in self._spans(offset, len(out)):
-            page = self.pages.get(index)
+        # Many pages (a weight tile): whole pages between a partial first and last one.
+        pages, size, length = self.pages, self.page_bytes, len(out)
+        index, pos = offset >> self._shift, 0
+        while pos < length:
+            n = min(size - start, length - pos)
+            page = pages.get(index)
             if page is None:
                 out[pos:pos + n] = 0
+            elif n == size:
+                out[pos:pos + n] = page
             else:
                 out[pos:pos + n] = page[start:start + n]
+            index, pos, start = index + 1, pos + n, 0
 
     def read(self, offset: int, length: int) -> np.ndarray:
         """A new uint8 array with ``length`` bytes from ``offset``."""

@@ -355,13 +355,14 @@ def row_sum(x) -> np.ndarray:
     lead, n = x.shape[:-1], x.shape[-1]
     if n == 0:
         return np.zeros(lead, dtype=np.float32)
-    v = x.reshape(-1, n)                                       # (R, n)
+    # One working copy folded in place: after a step the row is v[:, :n - h] (the h sums,
+    # then the odd middle element, which already sits at column h). The two halves of an
+    # add never overlap (n - h >= h), so each step is the same elementwise add as above.
+    v = np.array(x.reshape(-1, n), dtype=np.float32, order="C", copy=True)   # (R, n)
     while n > 1:
         h = n // 2
-        folded = np.empty((v.shape[0], n - h), dtype=np.float32)   # (R, n - h)
-        np.add(v[:, :h], v[:, n - h:], out=folded[:, :h])
-        folded[:, h:] = v[:, h:n - h]                          # middle column when n is odd
-        v, n = folded, n - h
+        np.add(v[:, :h], v[:, n - h:n], out=v[:, :h])
+        n -= h
     return v[:, 0].reshape(lead).copy()
 
 
