@@ -66,13 +66,17 @@ class Session:
 
     ``placement``: ``afd`` or ``unified``; ``dtype``: ``fp32``, ``bf16`` or ``int8``
     (weight-only); ``max_batch`` sequences of up to ``max_context`` positions;
-    ``page_tokens`` positions per KV-cache block; ``progress`` shows bars on stderr.
+    ``page_tokens`` positions per KV-cache block; ``progress`` shows bars on stderr;
+    ``resident_weights``: the dense cores keep the weight tiles that fit in SRAM from one
+    step of a call to the next (the first step of each ``generate``/``embed`` call loads
+    them; see :meth:`sdk.compiler.plan.Plan._plan_resident`).
     """
 
     def __init__(self, config: ModelConfig, device, *, model: ReferenceModel | None = None,
                  tokenizer: Tokenizer | None = None, placement: str = "afd",
                  dtype: str = "fp32", max_batch: int = 4, max_context: int | None = None,
-                 page_tokens: int = 64, progress: bool = False):
+                 page_tokens: int = 64, progress: bool = False,
+                 resident_weights: bool = True):
         self.config, self.model, self.tokenizer = config, model, tokenizer
         self.progress = progress
         self._own_device = isinstance(device, str)
@@ -80,7 +84,11 @@ class Session:
         try:
             self.target = Target.from_board(self.dev.board, placement)
             self.plan = Plan(config, self.target, dtype=dtype, max_batch=max_batch,
-                             max_context=max_context, page_tokens=page_tokens)
+                             max_context=max_context, page_tokens=page_tokens,
+                             resident_weights=resident_weights)
+            # True while the cores' SRAM holds the resident tiles as this session's last
+            # step left them (reset at every call: the board may have run anything between)
+            self._resident_loaded = False
             if model is None and not self.target.performance:
                 raise CompileError(f"board {self.target.board_name!r} is in functional mode: "
                                    f"it needs the model's weights (load a checkpoint)")
@@ -162,11 +170,14 @@ class Session:
     # -- running a step -----------------------------------------------------------------------
     def _run(self, groups: list[list[int]], segments: dict[int, Segment]) -> tuple[np.ndarray, int, int]:
         """Compile, load and run one step; returns (outputs by sequence, step ps, instructions)."""
-        step = self.compiler.compile([[segments[i] for i in g] for g in groups])
+        step = self.compiler.compile([[segments[i] for i in g] for g in groups],
+                                     resident_loaded=self._resident_loaded)
+        self._resident_loaded = False
         for address, image in step.images():
             self.dev.write_mem(address, np.ascontiguousarray(image))
         self.queue.submit(*step.packets)
         self.queue.sync(STEP_TIMEOUT_PS)
+        self._resident_loaded = True
         # TIMESTAMP packets write real bytes in both modes (only core data is timing-only)
         t0, t1 = (int(t) for t in self.dev.read_mem(step.timestamps, 16).view("<u8"))
         step_ps = (t1 - t0) * isa.TIMESTAMP_UNIT_PS
@@ -200,6 +211,7 @@ class Session:
                                  f"exceed the context of {self.plan.max_context} positions")
         rng = np.random.default_rng(seed)
         groups = self.plan.split_batch(len(seqs))
+        self._resident_loaded = False
         before = self.dev.stats()
         tokens: list[list[int]] = [[] for _ in seqs]
         steps, instructions, all_logits = [], 0, []
@@ -244,6 +256,7 @@ class Session:
                 raise ValueError(f"input {i}: {len(s)} tokens exceed the context of "
                                  f"{self.plan.max_context} positions")
         groups = self.plan.split_batch(len(seqs))
+        self._resident_loaded = False
         before = self.dev.stats()
         try:
             segs = {i: Segment(s, 0, self.kv.reserve(i, len(s)),

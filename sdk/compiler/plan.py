@@ -150,7 +150,8 @@ class Plan:
 
     def __init__(self, config: ModelConfig, target: Target, *, dtype: str = "fp32",
                  max_batch: int = 8, max_context: int | None = None,
-                 max_step_tokens: int | None = None, page_tokens: int = 64):
+                 max_step_tokens: int | None = None, page_tokens: int = 64,
+                 resident_weights: bool = True):
         if dtype not in DTYPES:
             raise CompileError(f"unsupported dtype {dtype!r} (expected one of "
                                f"{', '.join(DTYPES)})")
@@ -182,6 +183,9 @@ class Plan:
         self.weights_base = heap.top
         self._plan_weights(heap)
         self.weights_bytes = heap.top - self.weights_base
+        self.norm_window = (self.norms_bytes if self.norms_bytes <= self._dense_sram // 32
+                            else 2 * self.norm_bytes)
+        self._plan_resident(resident_weights)
         blocks_per_seq = -(-self.max_context // page_tokens)
         self.block_bytes = (c.n_layers * 2 * c.n_kv_heads * page_tokens * c.head_dim
                             * self.kv_bytes)
@@ -320,6 +324,47 @@ class Plan:
         if c.causal:
             self.final_norm = norm("final_norm")
             self.lm_head = self._linear(heap, "lm_head", D, V, False)
+
+    @property
+    def _dense_sram(self) -> int:
+        return min(self.target.core(cid).sram_bytes for cid in self.target.dense)
+
+    def _plan_resident(self, enabled: bool) -> None:
+        """Choose the weight tiles each dense core keeps in SRAM from one step to the next
+        (:attr:`resident`: core -> {tile HBM address: SRAM offset}, from offset 0;
+        :attr:`resident_bytes`: core -> bytes). The largest tiles first, as long as the
+        rest still fits: the largest tile left to load, the norm window, the residual
+        columns and rows of activations (and on a core that also attends, one KV head's
+        keys and values of the whole context)."""
+        c = self.config
+        self.resident = {cid: {} for cid in self.target.dense}
+        self.resident_bytes = dict.fromkeys(self.target.dense, 0)
+        if not enabled:
+            return
+        linears = [lin for lp in self.layers for lin in (lp.qkv, lp.o, lp.up, lp.down)]
+        if c.causal:
+            linears.append(self.lm_head)
+        for cid in self.target.dense:
+            sram = self.target.core(cid).sram_bytes
+            reserve = _align(self.norm_window, 64) + sram // 16 + sram // 16
+            if cid in self.target.attention:
+                L, hd = self.max_context, c.head_dim
+                group = c.n_heads // c.n_kv_heads
+                reserve += (2 * L * hd + group * (2 * hd + L)) * F32
+            tiles = sorted(((t.nbytes * (2 if lin.gated else 1), t, lin) for lin in linears
+                            for t in lin.core_tiles(cid)), key=lambda x: -x[0])
+            top, largest_left = 0, 0
+            for i, (work, t, lin) in enumerate(tiles):
+                # the largest tile that would still be loaded: one skipped, or the next
+                rest = max([largest_left] + [w for w, _, _ in tiles[i + 1:i + 2]])
+                need = _align(t.nbytes, 64) * (2 if lin.gated else 1)
+                if top + need + rest + reserve <= sram:
+                    for addr in ([t.address, t.address2] if lin.gated else [t.address]):
+                        self.resident[cid][addr] = top
+                        top += _align(t.nbytes, 64)
+                else:
+                    largest_left = max(largest_left, work)
+            self.resident_bytes[cid] = top
 
     # -- weight images ---------------------------------------------------------------------------
     def _pack(self, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:

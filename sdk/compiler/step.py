@@ -178,16 +178,26 @@ class StepCompiler:
         self.all_mask = self.target.mask(self.target.active)
         self._memo: dict[tuple, dict[int, tuple[bytes, int]]] = {}
         self.fragments_reused = self.fragments_encoded = 0
-        sram = min(self.target.core(cid).sram_bytes for cid in self.target.dense)
         # The norm window: all of the model's norms when they take little SRAM (one LOAD per
         # step), else the (adjacent) norms of one dense item at a time.
-        item = 2 * plan.norm_bytes
-        self._norm_window = plan.norms_bytes if plan.norms_bytes <= sram // 32 else item
+        self._norm_window = plan.norm_window
+        # SRAM from 0: the resident weight tiles (the same size on every dense core), the
+        # norm window, the residual columns (their size depends on the step's rows)
+        self._window_at = -(-max(plan.resident_bytes.values(), default=0) // SRAM_ALIGN) \
+            * SRAM_ALIGN
+        self._resident_loaded = False
 
     # -- entry point --------------------------------------------------------------------------
-    def compile(self, micro_batches: list[list[Segment]]) -> StepProgram:
-        """Programs for the segments of each micro-batch (at most ``plan.micro_batches``)."""
+    def compile(self, micro_batches: list[list[Segment]], *,
+                resident_loaded: bool = False) -> StepProgram:
+        """Programs for the segments of each micro-batch (at most ``plan.micro_batches``).
+
+        ``resident_loaded``: the dense cores' SRAM still holds the resident weight tiles
+        (:attr:`Plan.resident`) as an earlier step of this plan left them (nothing else ran
+        on the cores since): the step uses them without loading them. Otherwise the step
+        loads them there (and uses them)."""
         plan, cfg = self.plan, self.cfg
+        self._resident_loaded = resident_loaded
         if len(micro_batches) > plan.micro_batches:
             raise CompileError(f"{len(micro_batches)} micro-batches, the plan has "
                                f"{plan.micro_batches}")
@@ -262,7 +272,8 @@ class StepCompiler:
         """Run ``emit()`` (which appends instructions to any cores' programs) or, when a
         fragment of the same ``key`` was encoded before, append its bytes again. ``key``
         must name everything the instructions depend on."""
-        key += (self.cores[self.target.dense[0]].base,)        # where stages allocate from
+        # where stages allocate from; whether the resident tiles are loaded
+        key += (self.cores[self.target.dense[0]].base, self._resident_loaded)
         hit = self._memo.get(key)
         cores = self.cores
         if hit is not None:
@@ -323,7 +334,7 @@ class StepCompiler:
         earlier: it keeps them in SRAM instead of loading them back (pre-LN models, when
         the two linears have the same tiles on every core and the rows take little SRAM)."""
         plan, cfg = self.plan, self.cfg
-        top = -(-self._norm_window // SRAM_ALIGN) * SRAM_ALIGN
+        top = self._window_at + -(-self._norm_window // SRAM_ALIGN) * SRAM_ALIGN
         self._slots: dict[tuple[int, str], int] = {}
         self._valid: set[tuple[int, str]] = set()
         if cfg.arch == "bert" or not plan.layers:
@@ -365,12 +376,12 @@ class StepCompiler:
             if hi > end:
                 raise CompileError("norm window too small")     # not reached: adjacent norms
             c.norms = (lo, end)
-            c.load(lo, 0, end - lo)
+            c.load(lo, self._window_at, end - lo)
 
     def _norm_sram(self, c: _Core, norm: tuple[int, int]) -> tuple[int, int]:
         """SRAM addresses of a norm's gamma (and beta) in the core's window."""
-        lo = c.norms[0]
-        return norm[0] - lo, (norm[1] - lo) if norm[1] else 0
+        at = self._window_at - c.norms[0]
+        return norm[0] + at, (norm[1] + at) if norm[1] else 0
 
     # -- dense items --------------------------------------------------------------------------
     def _dense_item(self, l: int, mb: int) -> None:
@@ -550,7 +561,9 @@ class StepCompiler:
                 continue
             c = self.cores[cid]
             nt_max = max(t.n for t in tiles)
-            w = [c.alloc(max(t.nbytes for t in tiles), "weight tile")
+            resident = self.plan.resident.get(cid, {})
+            loaded = max([t.nbytes for t in tiles if t.address not in resident], default=0)
+            w = [c.alloc(loaded, "weight tile") if loaded else 0
                  for _ in range(2 if lin.gated else 1)]
             pos = c.alloc(R * 4, "positions") if rope else 0
             if rope:
@@ -591,19 +604,28 @@ class StepCompiler:
         dt, int8 = _DT[plan.dtype], plan.dtype == "int8"
         n = t.n
         wbytes = lin.K * n * _WB[plan.dtype]
+        resident = plan.resident.get(c.info.id, {})
         outs = []
         for half, address in enumerate([t.address, t.address2][:len(w)]):
-            c.load(address, w[half], t.nbytes)
-            bias = w[half] + t.bias_offset if t.bias_offset else 0
+            wa = resident.get(address)
+            if wa is None:
+                wa = w[half]
+                c.load(address, wa, t.nbytes)
+            elif not self._resident_loaded:
+                c.load(address, wa, t.nbytes)      # loaded where it stays for later steps
+            bias = wa + t.bias_offset if t.bias_offset else 0
             out = C[half]
             if bias and not int8:
-                if m == 1:
+                if m == 1 and address in resident:
+                    # a resident tile's biases must stay: copy them (×1.0 is exact)
+                    c.emit("SCALE", n=n, a=bias, out=out, factor=1.0)
+                elif m == 1:
                     out = bias
                 else:
                     c.emit("LOAD", hbm=address + t.bias_offset, sram=out, row_bytes=n * F32,
                            rows=m, hbm_stride=0, sram_stride=n * F32)
             c.emit("GEMM", ("accumulate",) if bias and not int8 else None, m=m, n=n, k=lin.K,
-                   a=A, b=w[half], c=out, scale=w[half] + wbytes if int8 else 0,
+                   a=A, b=wa, c=out, scale=wa + wbytes if int8 else 0,
                    dtype_a="FP32", dtype_b=dt)
             if bias and int8:
                 if m > 1:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from sdk.compiler import Plan, Segment, StepCompiler, Target
+from sdk.runtime import Session
 from sdk.model_config import load_config
 from vp.spec.board_config import load_board, shipped_board_path
 
@@ -34,8 +35,9 @@ def _steps(arch: str, lens: list[int]):
                        types=np.zeros(T, np.int64) if arch == "bert" else None)
 
     yield "prefill", [seg(i, n, 0) for i, n in enumerate(lens)]
-    if arch == "bert":                                  # an encoder pass again
-        yield "again", [seg(i, n, 0) for i, n in enumerate(lens)]
+    if arch == "bert":                                  # encoder passes again
+        for again in range(2):
+            yield f"again {again}", [seg(i, n, 0) for i, n in enumerate(lens)]
     else:
         for step in range(6):
             yield f"decode {step}", [seg(i, 1, n + step) for i, n in enumerate(lens)]
@@ -56,14 +58,34 @@ def test_reused_fragments_give_a_fresh_compilers_bytes(tiny_dir, arch, placement
     plan = Plan(config, _target(placement), max_batch=4, page_tokens=PAGE,
                 max_context=32)
     cached = StepCompiler(plan)
-    for name, segs in _steps(arch, [3, 9, 5, 6]):
-        got = cached.compile(_group(segs, plan))
-        want = StepCompiler(plan).compile(_group(segs, plan))
+    for i, (name, segs) in enumerate(_steps(arch, [3, 9, 5, 6])):
+        loaded = i % 3 != 0                     # resident tiles loaded by an earlier step
+        got = cached.compile(_group(segs, plan), resident_loaded=loaded)
+        want = StepCompiler(plan).compile(_group(segs, plan), resident_loaded=loaded)
         assert got.instructions == want.instructions, name
         for cid in want.programs:
             assert got.programs[cid].to_bytes() == want.programs[cid].to_bytes(), \
                 f"{arch} {placement} {name}: core {cid}"
     assert cached.fragments_reused > 0
+
+
+@pytest.mark.parametrize("placement", ["afd", "unified"])
+def test_resident_tiles_are_loaded_once_into_their_place(tiny_dir, placement):
+    config = load_config(tiny_dir("llama"))
+    target = _target(placement)
+    plan = Plan(config, target, max_batch=2, page_tokens=PAGE, max_context=32)
+    assert any(plan.resident.values())
+    compiler = StepCompiler(plan)
+    segs = [Segment(np.array([3]), 5, [0, 1, 2, 3])]
+    first, later = (compiler.compile([segs], resident_loaded=flag) for flag in (False, True))
+    for cid in target.dense:
+        resident = plan.resident[cid]
+        loads = [d for d in first.programs[cid] if d.op == "LOAD" and d.hbm in resident]
+        assert sorted((d.hbm, d.sram) for d in loads) == sorted(resident.items())
+        assert not [d for d in later.programs[cid] if d.op == "LOAD" and d.hbm in resident]
+    without = Plan(config, target, max_batch=2, page_tokens=PAGE, max_context=32,
+                   resident_weights=False)
+    assert not any(without.resident.values())
 
 
 def test_gpt2_decode_step_shape(tiny_dir):
@@ -99,3 +121,23 @@ def test_fused_qkv_weight_images_follow_the_tile_columns(tiny_dir, tiny_model):
             data = images[t.address].view(np.float32)
             np.testing.assert_array_equal(data[:K * n].reshape(K, n), layer.w_qkv[:, cols])
             np.testing.assert_array_equal(data[K * n:], layer.b_qkv[cols])
+
+
+def test_resident_weights_change_traffic_not_bits(tiny_dir, tiny_model):
+    """Two calls on one session, with and without resident weights: the same logits (the
+    reference's, bit for bit), less HBM traffic with them."""
+    model = tiny_model("gpt2")
+    ids = [model.tokenizer.encode("hello world")]
+    runs = {}
+    for resident in (True, False):
+        with Session.load(tiny_dir("gpt2"), "embedded://", page_tokens=PAGE,
+                          resident_weights=resident) as s:
+            runs[resident] = [s.generate(ids, 5, return_logits=True) for _ in range(2)]
+    want = model.generate_greedy(ids, 5)
+    for resident, outs in runs.items():
+        for out in outs:
+            assert out.tokens == want
+    for a, b in zip(runs[True], runs[False]):
+        for x, y in zip(a.logits, b.logits):
+            assert (x.view(np.uint32) == y.view(np.uint32)).all()
+    assert runs[True][1].report.hbm_bytes < runs[False][1].report.hbm_bytes
