@@ -328,8 +328,7 @@ class Core(SyncInstructions, Module):
         else:
             c["hbm_write_bytes"] += total
             c["sram_read_bytes"] += total
-        p = self.params
-        floor = p.ps(-(-total // p.sram_bytes_per_cycle))
+        floor = self.sram.access_ps(total)      # the SRAM side's cycles
         if rows == 1 or (hbm_stride == row_bytes and sram_stride == row_bytes):
             if total <= CHUNK_BYTES:            # the common case: one transaction
                 ps = max(floor, self._transact(command, hbm, sram, total))

@@ -179,7 +179,7 @@ def roofline_ps(flops: int, nbytes: int, peak_flops_per_s: int, bytes_per_s: int
 def op_cycles(unit_cycles: int, sram_bytes: int, sram_bytes_per_cycle: int) -> int:
     """An instruction's compute cycles: its unit's cycles, but never less than the cycles
     its SRAM traffic needs."""
-    return max(unit_cycles, _ceil(sram_bytes, sram_bytes_per_cycle))
+    return max(unit_cycles, -(-sram_bytes // sram_bytes_per_cycle))     # ceil, inline: hot
 
 
 def cycles_ps(cycles: int, clock_hz: int) -> int:
@@ -254,4 +254,4 @@ class CoreParams:
 
     def ps(self, cycles: int) -> int:
         """``cycles`` of this core's clock in ps (rounded up)."""
-        return _ceil(cycles * _SEC_PS, self.clock_hz)
+        return -(-cycles * _SEC_PS // self.clock_hz)            # ceil, inline: hot path
