@@ -597,9 +597,9 @@ class StepCompiler:
         gated linear silu(gate) · up.
 
         The bias preloads the accumulator (the reference's numerics): for one row the GEMM
-        accumulates straight into the tile's bias in SRAM, for more rows the bias row is
-        broadcast from HBM (a stride-0 LOAD). int8 weights scale the finished sum, so their
-        bias is added after the GEMM."""
+        accumulates straight into the tile's bias in SRAM (into a copy for a resident tile),
+        for more rows the bias row is copied to every row in SRAM (:meth:`_rows_of`). int8
+        weights scale the finished sum, so their bias is added after the GEMM."""
         plan = self.plan
         dt, int8 = _DT[plan.dtype], plan.dtype == "int8"
         n = t.n
@@ -622,21 +622,30 @@ class StepCompiler:
                 elif m == 1:
                     out = bias
                 else:
-                    c.emit("LOAD", hbm=address + t.bias_offset, sram=out, row_bytes=n * F32,
-                           rows=m, hbm_stride=0, sram_stride=n * F32)
+                    self._rows_of(c, bias, out, n, m)
             c.emit("GEMM", ("accumulate",) if bias and not int8 else None, m=m, n=n, k=lin.K,
                    a=A, b=wa, c=out, scale=wa + wbytes if int8 else 0,
                    dtype_a="FP32", dtype_b=dt)
             if bias and int8:
                 if m > 1:
-                    c.emit("LOAD", hbm=address + t.bias_offset, sram=tmp, row_bytes=n * F32,
-                           rows=m, hbm_stride=0, sram_stride=n * F32)
+                    self._rows_of(c, bias, tmp, n, m)
                 c.emit("ADD", n=m * n, a=out, b=bias if m == 1 else tmp, out=out)
             outs.append(out)
         if lin.gated:
             c.emit("SILU", n=m * n, a=outs[0], out=outs[0])
             c.emit("MUL", n=m * n, a=outs[0], b=outs[1], out=outs[0])
         return outs[0]
+
+    @staticmethod
+    def _rows_of(c: _Core, src: int, dst: int, n: int, m: int) -> None:
+        """m copies of the n fp32 at src, as rows at dst: SCALE by 1.0 (exact), doubling the
+        rows copied each time (no memory traffic; a stride-0 LOAD would be m transfers)."""
+        c.emit("SCALE", n=n, a=src, out=dst, factor=1.0)
+        have = 1
+        while have < m:
+            k = min(have, m - have)
+            c.emit("SCALE", n=k * n, a=dst, out=dst + have * n * F32, factor=1.0)
+            have += k
 
     def _store_cols(self, c: _Core, C: int, m: int, n: int, nt: int, dst: int, N: int,
                     row0: int, col0: int) -> None:
