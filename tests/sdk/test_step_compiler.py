@@ -141,3 +141,28 @@ def test_resident_weights_change_traffic_not_bits(tiny_dir, tiny_model):
         for x, y in zip(a.logits, b.logits):
             assert (x.view(np.uint32) == y.view(np.uint32)).all()
     assert runs[True][1].report.hbm_bytes < runs[False][1].report.hbm_bytes
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
+def test_norms_loaded_per_dense_item_when_they_do_not_all_fit(tiny_dir, tiny_model, arch):
+    """A model whose norms take too much SRAM for one window loads each dense item's
+    (adjacent) norms: forced here on a tiny model, which must keep the reference's bits."""
+    model = tiny_model(arch)
+    ids = [model.tokenizer.encode("hello world"), model.tokenizer.encode("a chip")]
+    with Session.load(tiny_dir(arch), "embedded://", page_tokens=PAGE) as s:
+        s.plan.norm_window = 2 * s.plan.norm_bytes
+        s.compiler = StepCompiler(s.plan)
+        if arch == "bert":
+            got = s.embed(ids).embeddings
+            want = model.embed(ids)
+            assert (got.view(np.uint32) == want.view(np.uint32)).all()
+        else:
+            out = s.generate(ids, 3, return_logits=True)
+            assert out.tokens == model.generate_greedy(ids, 3)
+            want = model.prefill(ids)
+            assert (out.logits[0].view(np.uint32) == want.view(np.uint32)).all()
+        norm_loads = [d for d in s.compiler.compile(
+            [[Segment(np.array(ids[0]), 0, [0, 1], types=np.zeros(len(ids[0]), np.int64))]]
+        ).programs[s.target.dense[0]] if d.op == "LOAD" and s.plan.norms <= d.hbm <
+            s.plan.norms + s.plan.norms_bytes]
+        assert len(norm_loads) == s.config.n_layers + 1          # one per dense item
