@@ -21,9 +21,20 @@ Work items and phases
 Inside a dense item, stages (embedding, norm passes, linears, pooling) exchange rows through
 HBM buffers and are separated by a ``BARRIER`` of the dense cores. Linears split output
 columns over the dense cores (:mod:`sdk.compiler.plan`); row-wise passes split rows. Attention
-splits (sequence, KV head) units over the attention cores; each unit loads its keys and values
-from the paged KV cache, and per query head runs ``GEMM q·Kᵀ``, a causal ``SOFTMAX`` over the
-visible prefix and ``GEMM P·V``: the reference's numerics (``sdk/reference.py``) exactly.
+splits (sequence, KV head) units over the attention cores in contiguous runs; each unit loads
+its keys and values from the paged KV cache, and per query head runs ``GEMM q·Kᵀ``, a causal
+``SOFTMAX`` over the visible prefix and ``GEMM P·V``: the reference's numerics
+(``sdk/reference.py``) exactly. A core's heads of a sequence decoding one token go together
+(one load of queries, keys and values, one SOFTMAX, one store).
+
+What stays in a dense core's SRAM for the whole step, from offset 0: the resident weight
+tiles (:attr:`Plan.resident`, loaded by the first step of a call and kept by the later ones),
+a window of the norms (all of them for a small model: one load per step), and its columns of
+the residual stream between the output and down projections (no load back).
+
+Fewer instructions for the host to encode: each stage's code on every core is a *fragment*
+encoded once and reused by later steps whose key (layer, micro-batch, rows, SRAM layout,
+and for KV writes and attention the positions and blocks) is the same.
 
 Host-side code: imports only ``vp.spec`` and the SDK.
 """
