@@ -57,9 +57,12 @@ ROW_BATCH = 256              # transactions of one instruction in flight at once
 # Decoded instructions by fetch block: block bytes -> {offset in block: isa.Decoded}. Decoding
 # is a pure function of the bytes (every fetch still reads HBM and takes its time), so the
 # program a core runs for every layer and token is decoded once, whichever core runs it.
-# Bounded: cleared when it holds DECODE_CACHE_BLOCKS blocks (16 MiB of program text).
+# Bounded: cleared when it holds DECODE_CACHE_BLOCKS blocks (8 MiB of program text; a 70B
+# decode step is 481 blocks).
 _DECODED: dict[bytes, dict[int, "isa.Decoded"]] = {}
-DECODE_CACHE_BLOCKS = 4096
+DECODE_CACHE_BLOCKS = 2048
+# Static costs of compute instructions per core (see Core._compute), bounded the same way.
+COST_CACHE_ENTRIES = 1 << 16
 COUNTERS = ("instructions", "busy_ps", "matrix_busy_ps", "vector_busy_ps", "load_store_ps",
             "stall_ps", "fetch_ps", "macs_fp32", "macs_bf16", "macs_int8", "vector_element_ops",
             "sram_read_bytes", "sram_write_bytes", "hbm_read_bytes", "hbm_write_bytes",
@@ -112,15 +115,12 @@ class Core(SyncInstructions, Module):
         self.sram_socket = TargetSocket(f"{self.full_name}.sram", self.sram)
         self._mem, self._view = self.sram.mem, self.sram.view
         self._set_fetch_buffer(0, b"")
-        self._ops = {"LOAD": self._load, "STORE": self._store, "SEND": self._send,
-                     "RECV": self._recv, "GEMM": self._gemm, "ADD": self._binary,
-                     "MUL": self._binary, "SCALE": self._unary, "GELU": self._unary,
-                     "GELU_ERF": self._unary,
-                     "SILU": self._unary, "SOFTMAX": self._softmax, "LAYERNORM": self._norm,
-                     "RMSNORM": self._norm, "ROPE": self._rope, "EMBED": self._embed,
-                     "CONVERT": self._convert, "SEM_SIGNAL": self._sem_signal,
-                     "SEM_WAIT": self._sem_wait, "BARRIER": self._barrier,
-                     "END": lambda d: 0}
+        self._costs: dict = {}                  # instruction -> (ps, counter charges)
+        self._ops = dict.fromkeys(self._COST, self._compute)
+        self._ops.update({"LOAD": self._load, "STORE": self._store, "SEND": self._send,
+                          "RECV": self._recv, "EMBED": self._embed,
+                          "SEM_SIGNAL": self._sem_signal, "SEM_WAIT": self._sem_wait,
+                          "BARRIER": self._barrier, "END": lambda d: 0})
         cluster.add(self)
 
     # -- CoreHandle (what the command processor uses) ----------------------------------------
@@ -251,20 +251,6 @@ class Core(SyncInstructions, Module):
         if offset + nbytes > self.sram_bytes:
             raise _Fault(ErrCode.SRAM_OVERFLOW)
 
-    def _charge(self, unit: str, unit_cycles: int, sram_read: int, sram_write: int) -> int:
-        """Cost (ps) of a compute op: its unit's cycles, at least its SRAM traffic's cycles."""
-        p, c = self.params, self.counters
-        ps = p.ps(op_cycles(unit_cycles, sram_read + sram_write, p.sram_bytes_per_cycle))
-        c[unit] += ps
-        c["sram_read_bytes"] += sram_read
-        c["sram_write_bytes"] += sram_write
-        return ps
-
-    def _vector(self, op: str, elements: int, sram_bytes: int, written: int) -> int:
-        self.counters["vector_element_ops"] += elements * _OPS[op]
-        return self._charge("vector_busy_ps", vector_cycles(op, elements, self.params.vector_lanes),
-                            sram_bytes - written, written)
-
     # -- data movement -------------------------------------------------------------------------
     def _transact(self, command: Command, address: int, offset: int, nbytes: int) -> int:
         """One transaction at a system address, data = the SRAM bytes at ``offset``; returns
@@ -374,102 +360,174 @@ class Core(SyncInstructions, Module):
         return self._transfer(_READ, lambda i: (table + rows[i] * row_bytes, out + i * row_bytes,
                                                 row_bytes), n, floor)
 
+    # -- compute instructions ---------------------------------------------------------------
+    def _compute(self, d) -> int:
+        """GEMM and the vector instructions. Their operand checks and cost depend on the
+        instruction alone, so they run once per distinct instruction (a fault is raised every
+        time, never cached); the data op runs every time (functional mode). Returns ps."""
+        cost = self._costs.get(d)
+        if cost is None:
+            cost = self._COST[d.op](self, d)     # checks operands: may fault
+            if len(self._costs) >= COST_CACHE_ENTRIES:
+                self._costs.clear()
+            self._costs[d] = cost
+        if not self.timing_only:
+            self._DATA[d.op](self, d)
+        ps, charges = cost
+        c = self.counters
+        for key, amount in charges:
+            c[key] += amount
+        return ps
+
+    def _cost(self, unit: str, unit_cycles: int, sram_read: int, sram_write: int,
+              work: tuple[str, int]) -> tuple[int, tuple]:
+        """(ps, counter charges) of a compute op: its unit's cycles, at least its SRAM
+        traffic's cycles; ``work`` = (counter, amount) of the operations done."""
+        p = self.params
+        ps = p.ps(op_cycles(unit_cycles, sram_read + sram_write, p.sram_bytes_per_cycle))
+        return ps, (work, (unit, ps), ("sram_read_bytes", sram_read),
+                    ("sram_write_bytes", sram_write))
+
+    def _vector_cost(self, op: str, elements: int, sram_bytes: int,
+                     written: int) -> tuple[int, tuple]:
+        return self._cost("vector_busy_ps", vector_cycles(op, elements, self.params.vector_lanes),
+                          sram_bytes - written, written, ("vector_element_ops", elements * _OPS[op]))
+
     # -- matrix unit ----------------------------------------------------------------------------
-    def _gemm(self, d) -> int:
+    def _gemm_cost(self, d) -> tuple[int, tuple]:
         m, n, k, a, b, c, scale, da, db = d[1:10]
         if da not in (0, 1) or db not in _SIZE:
             raise _Fault(ErrCode.MALFORMED_PACKET)
-        sa, sb, scaled, acc = _SIZE[da], _SIZE[db], db == 2, d.accumulate
-        ta, tb = d.trans_a, d.trans_b
+        sa, sb, scaled = _SIZE[da], _SIZE[db], db == 2
         self._check(a, m * k * sa, sa)
         self._check(b, k * n * sb, sb)
         self._check(c, m * n * 4, 4)
         if scaled:
             self._check(scale, 4 * n, 4)
-        if not self.timing_only and m and n:
+        p, written = self.params, m * n * 4
+        return self._cost("matrix_busy_ps",
+                          gemm_cycles(m, n, k, p.matrix_rows, p.matrix_cols, p.gemm_mode),
+                          gemm_bytes(m, n, k, sa, sb, d.accumulate, scaled) - written, written,
+                          (_MAC_KIND.get((da, db), "macs_fp32"), m * n * k))
+
+    def _gemm_data(self, d) -> None:
+        m, n, k, a, b, c, scale, da, db = d[1:10]
+        if m and n:
+            ta, tb = d.trans_a, d.trans_b
             A = self._view(a, m * k, _STORAGE[da]).reshape((k, m) if ta else (m, k))
             B = self._view(b, k * n, _STORAGE[db]).reshape((n, k) if tb else (k, n))
             C = self._view(c, m * n, _F32).reshape(m, n)
-            C[...] = numerics.gemm(A, B, C if acc else None, trans_a=ta, trans_b=tb,
-                                   b_scale=self._view(scale, n, _F32) if scaled else None)
-        self.counters[_MAC_KIND.get((da, db), "macs_fp32")] += m * n * k
-        p, written = self.params, m * n * 4
-        return self._charge("matrix_busy_ps",
-                            gemm_cycles(m, n, k, p.matrix_rows, p.matrix_cols, p.gemm_mode),
-                            gemm_bytes(m, n, k, sa, sb, acc, scaled) - written, written)
+            C[...] = numerics.gemm(A, B, C if d.accumulate else None, trans_a=ta, trans_b=tb,
+                                   b_scale=self._view(scale, n, _F32) if db == 2 else None)
 
     # -- vector unit ----------------------------------------------------------------------------
-    def _binary(self, d) -> int:
+    def _binary_cost(self, d) -> tuple[int, tuple]:
         n, a, b, out = d[1:5]
         for off in (a, b, out):
             self._check(off, 4 * n, 4)
-        if not self.timing_only and n:
+        return self._vector_cost(d.op, n, vector_bytes(d.op, n), 4 * n)
+
+    def _binary_data(self, d) -> None:
+        n, a, b, out = d[1:5]
+        if n:
             fn = numerics.add if d.op == "ADD" else numerics.mul
             self._view(out, n, _F32)[:] = fn(self._view(a, n, _F32), self._view(b, n, _F32))
-        return self._vector(d.op, n, vector_bytes(d.op, n), 4 * n)
 
-    def _unary(self, d) -> int:
+    def _unary_cost(self, d) -> tuple[int, tuple]:
         n, a, out = d[1:4]
         self._check(a, 4 * n, 4)
         self._check(out, 4 * n, 4)
-        if not self.timing_only and n:
+        return self._vector_cost(d.op, n, vector_bytes(d.op, n), 4 * n)
+
+    def _unary_data(self, d) -> None:
+        n, a, out = d[1:4]
+        if n:
             x = self._view(a, n, _F32)
             y = numerics.scale(x, d[4]) if d.op == "SCALE" else _ACTIVATIONS[d.op](x)
             self._view(out, n, _F32)[:] = y
-        return self._vector(d.op, n, vector_bytes(d.op, n), 4 * n)
 
-    def _softmax(self, d) -> int:
-        rows, cols, a, out, scale, pos0 = d[1:7]
+    def _softmax_cost(self, d) -> tuple[int, tuple]:
+        rows, cols, a, out = d[1:5]
         n = rows * cols
         self._check(a, 4 * n, 4)
         self._check(out, 4 * n, 4)
-        if not self.timing_only and n:
+        return self._vector_cost("SOFTMAX", n, vector_bytes("SOFTMAX", n), 4 * n)
+
+    def _softmax_data(self, d) -> None:
+        rows, cols, a, out, scale, pos0 = d[1:7]
+        n = rows * cols
+        if n:
             x = self._view(a, n, _F32).reshape(rows, cols)
             self._view(out, n, _F32)[:] = numerics.softmax(
                 x, scale=scale, causal=d.causal, pos0=pos0).reshape(-1)
-        return self._vector("SOFTMAX", n, vector_bytes("SOFTMAX", n), 4 * n)
 
-    def _norm(self, d) -> int:
-        layer = d.op == "LAYERNORM"
-        if layer:
-            rows, cols, a, gamma, beta, out, eps = d[1:8]
-        else:
-            (rows, cols, a, gamma, out, eps), beta = d[1:7], None
+    def _norm_operands(self, d) -> tuple:
+        """(rows, cols, a, gamma, beta or None, out, eps) of LAYERNORM / RMSNORM."""
+        if d.op == "LAYERNORM":
+            return d[1:8]
+        rows, cols, a, gamma, out, eps = d[1:7]
+        return rows, cols, a, gamma, None, out, eps
+
+    def _norm_cost(self, d) -> tuple[int, tuple]:
+        rows, cols, a, gamma, beta, out, _eps = self._norm_operands(d)
         n = rows * cols
-        for off, count in ((a, n), (out, n), (gamma, cols)) + (((beta, cols),) if layer else ()):
+        for off, count in ((a, n), (out, n), (gamma, cols)) + \
+                (((beta, cols),) if beta is not None else ()):
             self._check(off, 4 * count, 4)
-        if not self.timing_only and n:
-            x, g = self._view(a, n, _F32).reshape(rows, cols), self._view(gamma, cols, _F32)
-            y = numerics.layernorm(x, g, self._view(beta, cols, _F32), eps) if layer else \
-                numerics.rmsnorm(x, g, eps)
-            self._view(out, n, _F32)[:] = y.reshape(-1)
-        return self._vector(d.op, n, vector_bytes(d.op, n, cols=cols), 4 * n)
+        return self._vector_cost(d.op, n, vector_bytes(d.op, n, cols=cols), 4 * n)
 
-    def _rope(self, d) -> int:
-        rows, heads, head_dim, a, out, positions, theta = d[1:8]
+    def _norm_data(self, d) -> None:
+        rows, cols, a, gamma, beta, out, eps = self._norm_operands(d)
+        n = rows * cols
+        if n:
+            x, g = self._view(a, n, _F32).reshape(rows, cols), self._view(gamma, cols, _F32)
+            y = numerics.layernorm(x, g, self._view(beta, cols, _F32), eps) \
+                if beta is not None else numerics.rmsnorm(x, g, eps)
+            self._view(out, n, _F32)[:] = y.reshape(-1)
+
+    def _rope_cost(self, d) -> tuple[int, tuple]:
+        rows, heads, head_dim, a, out, positions = d[1:7]
         if head_dim == 0 or head_dim % 2:
             raise _Fault(ErrCode.MALFORMED_PACKET)
         n = rows * heads * head_dim
         self._check(a, 4 * n, 4)
         self._check(out, 4 * n, 4)
         self._check(positions, 4 * rows, 4)
-        if not self.timing_only and n:
+        return self._vector_cost("ROPE", n, vector_bytes("ROPE", n, rows=rows), 4 * n)
+
+    def _rope_data(self, d) -> None:
+        rows, heads, head_dim, a, out, positions, theta = d[1:8]
+        n = rows * heads * head_dim
+        if n:
             x = self._view(a, n, _F32).reshape(rows, heads * head_dim)
             self._view(out, n, _F32)[:] = numerics.rope(
                 x, self._view(positions, rows, _I32), theta, head_dim=head_dim).reshape(-1)
-        return self._vector("ROPE", n, vector_bytes("ROPE", n, rows=rows), 4 * n)
 
-    def _convert(self, d) -> int:
-        n, a, out, src, dst, scale = d[1:7]
+    def _convert_cost(self, d) -> tuple[int, tuple]:
+        n, a, out, src, dst = d[1:6]
         if src not in _SIZE or dst not in _SIZE or {src, dst} == {1, 2}:
             raise _Fault(ErrCode.MALFORMED_PACKET)
         self._check(a, n * _SIZE[src], _SIZE[src])
         self._check(out, n * _SIZE[dst], _SIZE[dst])
-        if not self.timing_only and n:
+        return self._vector_cost("CONVERT", n, vector_bytes("CONVERT", n, in_bytes=_SIZE[src],
+                                                            out_bytes=_SIZE[dst]),
+                                 n * _SIZE[dst])
+
+    def _convert_data(self, d) -> None:
+        n, a, out, src, dst, scale = d[1:7]
+        if n:
             self._view(out, n, _STORAGE[dst])[:] = numerics.convert(
                 self._view(a, n, _STORAGE[src]), src, dst, scale)
-        return self._vector("CONVERT", n, vector_bytes("CONVERT", n, in_bytes=_SIZE[src],
-                                                       out_bytes=_SIZE[dst]), n * _SIZE[dst])
+
+    #: Compute opcode -> (cost and checks, data op), as unbound methods.
+    _COST = {"GEMM": _gemm_cost, "ADD": _binary_cost, "MUL": _binary_cost,
+             "SCALE": _unary_cost, "GELU": _unary_cost, "GELU_ERF": _unary_cost,
+             "SILU": _unary_cost, "SOFTMAX": _softmax_cost, "LAYERNORM": _norm_cost,
+             "RMSNORM": _norm_cost, "ROPE": _rope_cost, "CONVERT": _convert_cost}
+    _DATA = {"GEMM": _gemm_data, "ADD": _binary_data, "MUL": _binary_data,
+             "SCALE": _unary_data, "GELU": _unary_data, "GELU_ERF": _unary_data,
+             "SILU": _unary_data, "SOFTMAX": _softmax_data, "LAYERNORM": _norm_data,
+             "RMSNORM": _norm_data, "ROPE": _rope_data, "CONVERT": _convert_data}
 
     @property
     def sram_allocated(self) -> bool:
