@@ -19,8 +19,8 @@ nothing in performance mode). Measured per board, from ``Device.stats()`` bracke
   ``hbm_bytes_per_token``.
 
 Rows: a grid (LLaMA-2-7B and -70B shapes × contexts 1k-32k) and sweeps at the 7B shape and
-one context: the CA:CF split of the 16 cores, the NoC link width (``noc.flit_bytes``) and the
-batch (1 sequence = 1 micro-batch: no ping-pong). ``--json`` prints the rows as a list;
+one context: the CA:CF split of the 16 cores, the NoC link width (``noc.flit_bytes``), the
+batch (1 sequence = 1 micro-batch: no ping-pong), and one or two micro-batches at the same batch. ``--json`` prints the rows as a list;
 ``--out`` plots them (PNG). Results and their explanation: ``docs/afd_experiment.md``.
 
 Host-side code: imports only the SDK, the driver (through the runtime) and ``vp.spec``.
@@ -75,6 +75,10 @@ FLIT_BYTES = (32, 64, 128, 256, 1024)
 QUICK_FLIT_BYTES = (64, 256)
 BATCHES = (1, 2, 8, 32)
 QUICK_BATCHES = (1, 8)
+#: The micro-batch sweep: the AFD board's batch in one micro-batch (no ping-pong) or two, at
+#: a short and a long context (7B shape, batch BATCH).
+MICRO_BATCH_CONTEXTS = (1024, 16384)
+QUICK_MICRO_BATCH_CONTEXTS = (1024,)
 #: Per-device throughput gain of attention-FFN disaggregation reported at rack scale
 #: (Step-3 AFD about 1.74x, MegaScale-Infer up to 1.9x).
 PUBLISHED_SPEEDUP = (1.7, 1.9)
@@ -249,39 +253,46 @@ class Experiment:
                 yaml.safe_dump(doc, f)
         return path
 
-    def measure(self, shape: str, doc: dict, batch: int, context: int) -> dict:
-        """One decode step of ``shape`` on the board ``doc`` (its natural placement)."""
-        key = (shape, doc["name"], batch, context)
+    def measure(self, shape: str, doc: dict, batch: int, context: int,
+                micro_batches: int | None = None) -> dict:
+        """One decode step of ``shape`` on the board ``doc`` (its natural placement), its
+        sequences in ``micro_batches`` (None: the plan's default)."""
+        config, dtype, placement = model_config(shape, self.layers), DTYPES[shape], _placement(doc)
+        if micro_batches is None:
+            micro_batches = 2 if placement == "afd" and batch >= 2 else 1
+        key = (shape, doc["name"], batch, context, micro_batches)
         if key in self._cache:
             return self._cache[key]
-        config, dtype, placement = model_config(shape, self.layers), DTYPES[shape], _placement(doc)
         t0 = time.perf_counter()
         with Session.from_config(config, f"embedded://{self.board_file(doc)}",
                                  placement=placement, dtype=dtype, max_batch=batch,
-                                 max_context=context, page_tokens=self.page_tokens) as s:
+                                 max_context=context, page_tokens=self.page_tokens,
+                                 micro_batches=micro_batches) as s:
             step_ps, before, after = decode_step(s, batch, context)
             result = board_metrics(s.target, min(s.plan.micro_batches, batch), batch, step_ps,
                                    before, after)
         if self.log:
-            self.log(f"  {shape} {doc['name']:<24} context {context:>6} batch {batch:>2}: "
+            self.log(f"  {shape} {doc['name']:<24} context {context:>6} batch {batch:>2} "
+                     f"({micro_batches} mb): "
                      f"{result['step_ms']:9.3f} ms/step simulated "
                      f"({time.perf_counter() - t0:.1f} s wall)")
         self._cache[key] = result
         return result
 
     def row(self, experiment: str, shape: str, context: int, batch: int | None = None, *,
-            ca: int | None = None, cf: int | None = None,
-            flit_bytes: int | None = None) -> dict:
+            ca: int | None = None, cf: int | None = None, flit_bytes: int | None = None,
+            micro_batches: int | None = None) -> dict:
         """Both boards on one configuration: a row with its parameters, each board's figures,
         ``tokens_per_s_per_core`` of both and ``speedup`` (AFD / unified). ``batch`` None
-        picks :data:`BATCH` or the largest even batch whose KV cache fits."""
+        picks :data:`BATCH` or the largest even batch whose KV cache fits;
+        ``micro_batches`` applies to the AFD board (the unified board runs one)."""
         split = {} if ca is None and cf is None else {"ca": ca, "cf": cf}
         afd = board_document("afd", flit_bytes=flit_bytes, **split)
         uni = board_document("unified", flit_bytes=flit_bytes)
         config, dtype = model_config(shape, self.layers), DTYPES[shape]
         if batch is None:
             batch = fit_batch(config, [afd, uni], dtype, context, BATCH, self.page_tokens)
-        res = {"afd": self.measure(shape, afd, batch, context),
+        res = {"afd": self.measure(shape, afd, batch, context, micro_batches),
                "unified": self.measure(shape, uni, batch, context)}
         per_core = {b: res[b]["tokens_per_s_per_core"] for b in BOARDS}
         return {"experiment": experiment, "shape": shape, "layers": config.n_layers,
@@ -303,6 +314,9 @@ def configurations(quick: bool = False) -> list[tuple]:
     out += [("noc", "7b", SWEEP_CONTEXT, BATCH, {"flit_bytes": n})
             for n in (QUICK_FLIT_BYTES if quick else FLIT_BYTES)]
     out += [("batch", "7b", SWEEP_CONTEXT, b, {}) for b in (QUICK_BATCHES if quick else BATCHES)]
+    out += [("micro_batches", "7b", c, BATCH, {"micro_batches": m})
+            for c in (QUICK_MICRO_BATCH_CONTEXTS if quick else MICRO_BATCH_CONTEXTS)
+            for m in (1, 2)]
     return out
 
 
@@ -323,14 +337,17 @@ def run(quick: bool = False, layers: int | None = None, log=None) -> list[dict]:
 # -- output -----------------------------------------------------------------------------------
 _SWEEP_TITLES = {"grid": "Shapes x contexts", "ca_cf": "CA:CF split of the AFD board's 16 cores",
                  "noc": "NoC link width (noc.flit_bytes, both boards)",
-                 "batch": "Batch (afd: 1 sequence = 1 micro-batch, no ping-pong)"}
+                 "batch": "Batch (afd: 1 sequence = 1 micro-batch, no ping-pong)",
+                 "micro_batches": "Micro-batches on the AFD board at the same batch"}
 
 
 def _param(row: dict) -> str:
     return {"grid": f"{row['shape']} {row['context'] // 1024}k",
             "ca_cf": f"{row['ca_cores']}:{row['cf_cores']}",
             "noc": f"{row['flit_bytes']} B flits",
-            "batch": f"batch {row['batch']}"}[row["experiment"]]
+            "batch": f"batch {row['batch']}",
+            "micro_batches": f"{row['afd']['micro_batches']} mb, {row['context'] // 1024}k",
+            }[row["experiment"]]
 
 
 def _util(res: dict) -> str:
@@ -352,7 +369,9 @@ def format_table(rows: list[dict]) -> str:
         sel = [r for r in rows if r["experiment"] == exp]
         if not sel:
             continue
-        extra = "" if exp == "grid" else f" ({sel[0]['shape']}, context {sel[0]['context']})"
+        extra = ("" if exp == "grid" else f" ({sel[0]['shape']}, batch {sel[0]['batch']})"
+                 if exp == "micro_batches" else
+                 f" ({sel[0]['shape']}, context {sel[0]['context']})")
         lines += ["", _SWEEP_TITLES[exp] + extra, head]
         for r in sel:
             a, u = r["afd"], r["unified"]
@@ -438,7 +457,8 @@ def _utilisation_panel(a, grid: list[dict]) -> None:
 
 def _sweep_panel(a, rows: list[dict]) -> None:
     labels = [f"{_param(r)}" for r in rows]
-    colours = {"ca_cf": "tab:green", "noc": "tab:purple", "batch": "tab:orange"}
+    colours = {"ca_cf": "tab:green", "noc": "tab:purple", "batch": "tab:orange",
+               "micro_batches": "tab:brown"}
     a.bar(range(len(rows)), [r["speedup"] for r in rows],
           color=[colours[r["experiment"]] for r in rows])
     a.axhline(1.0, color="black", lw=1)
@@ -447,7 +467,7 @@ def _sweep_panel(a, rows: list[dict]) -> None:
     handles = [plt_patch(c, _SWEEP_TITLES[e].split(" (")[0]) for e, c in colours.items()
                if any(r["experiment"] == e for r in rows)]
     a.legend(handles=handles + a.get_legend_handles_labels()[0], fontsize=7, loc="upper left")
-    ctx = f", context {rows[0]['context']}" if rows else ""
+    ctx = f", context {rows[0]['context'] // 1024}k unless marked" if rows else ""
     a.set(ylabel="speedup (AFD / unified, tokens/s per core)",
           title=f"Sweeps at the 7B shape{ctx}: where the gain goes",
           ylim=(0, max([PUBLISHED_SPEEDUP[1] * 1.1] + [r["speedup"] * 1.1 for r in rows])))

@@ -69,14 +69,15 @@ class Session:
     ``page_tokens`` positions per KV-cache block; ``progress`` shows bars on stderr;
     ``resident_weights``: the dense cores keep the weight tiles that fit in SRAM from one
     step of a call to the next (the first step of each ``generate``/``embed`` call loads
-    them; see :meth:`sdk.compiler.plan.Plan._plan_resident`).
+    them; see :meth:`sdk.compiler.plan.Plan._plan_resident`); ``micro_batches``: 1 or 2
+    (ping-pong, ``afd`` only; default: 2 on ``afd`` when ``max_batch >= 2``).
     """
 
     def __init__(self, config: ModelConfig, device, *, model: ReferenceModel | None = None,
                  tokenizer: Tokenizer | None = None, placement: str = "afd",
                  dtype: str = "fp32", max_batch: int = 4, max_context: int | None = None,
                  page_tokens: int = 64, progress: bool = False,
-                 resident_weights: bool = True):
+                 resident_weights: bool = True, micro_batches: int | None = None):
         self.config, self.model, self.tokenizer = config, model, tokenizer
         self.progress = progress
         self._own_device = isinstance(device, str)
@@ -85,7 +86,7 @@ class Session:
             self.target = Target.from_board(self.dev.board, placement)
             self.plan = Plan(config, self.target, dtype=dtype, max_batch=max_batch,
                              max_context=max_context, page_tokens=page_tokens,
-                             resident_weights=resident_weights)
+                             resident_weights=resident_weights, micro_batches=micro_batches)
             # True while the cores' SRAM holds the resident tiles as this session's last
             # step left them (reset at every call: the board may have run anything between)
             self._resident_loaded = False

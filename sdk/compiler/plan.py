@@ -145,13 +145,15 @@ class Plan:
     ``dtype``: weight dtype of the projections (``fp32``, ``bf16``, ``int8`` weight-only);
     ``max_batch`` sequences, ``max_context`` positions each, ``max_step_tokens`` new tokens
     per micro-batch in one step, ``page_tokens`` positions per KV-cache block.
+    ``micro_batches``: how many micro-batches a step's sequences are split into; default 2
+    on the ``afd`` placement with ``max_batch >= 2`` (ping-pong), else 1; 2 needs ``afd``.
     Raises :class:`CompileError` when the model does not fit (HBM, SRAM) with both sizes.
     """
 
     def __init__(self, config: ModelConfig, target: Target, *, dtype: str = "fp32",
                  max_batch: int = 8, max_context: int | None = None,
                  max_step_tokens: int | None = None, page_tokens: int = 64,
-                 resident_weights: bool = True):
+                 resident_weights: bool = True, micro_batches: int | None = None):
         if dtype not in DTYPES:
             raise CompileError(f"unsupported dtype {dtype!r} (expected one of "
                                f"{', '.join(DTYPES)})")
@@ -161,7 +163,14 @@ class Plan:
         self.config, self.target, self.dtype = c, target, dtype
         self.max_batch = max_batch
         self.max_context = min(max_context or c.max_positions, c.max_positions)
-        self.micro_batches = 2 if target.disaggregated and max_batch >= 2 else 1
+        if micro_batches is None:
+            micro_batches = 2 if target.disaggregated and max_batch >= 2 else 1
+        elif micro_batches not in (1, 2) or micro_batches > max_batch:
+            raise CompileError(f"micro_batches {micro_batches}: expected 1 or 2, at most "
+                               f"max_batch ({max_batch})")
+        elif micro_batches == 2 and not target.disaggregated:
+            raise CompileError("two micro-batches (ping-pong) need the afd placement")
+        self.micro_batches = micro_batches
         self.mb_batch = -(-max_batch // self.micro_batches)
         self.max_step_tokens = max_step_tokens or min(self.mb_batch * self.max_context, 4096)
         self.page_tokens = page_tokens

@@ -53,7 +53,8 @@ def test_quick_json_rows_and_png(tmp_path, capsys):
         assert r["speedup"] == pytest.approx(per_core["afd"] / per_core["unified"], rel=1e-12)
         _check_board(r["afd"], {"ca", "cf"})
         _check_board(r["unified"], {"unified"})
-        assert r["afd"]["micro_batches"] == (2 if r["batch"] >= 2 else 1)
+        if r["experiment"] != "micro_batches":
+            assert r["afd"]["micro_batches"] == (2 if r["batch"] >= 2 else 1)
         assert r["unified"]["micro_batches"] == 1
         assert r["ca_cores"] + r["cf_cores"] == 16
     by = {(r["experiment"], r["ca_cores"], r["flit_bytes"], r["batch"], r["context"]): r
@@ -65,6 +66,12 @@ def test_quick_json_rows_and_png(tmp_path, capsys):
     assert by[("noc", 8, 64, 8, 1024)]["afd"]["step_ms"] > by[("grid", 8, 256, 8, 1024)]["afd"]["step_ms"]
     assert by[("grid", 8, 256, 8, 4096)]["unified"]["step_ms"] > \
         by[("grid", 8, 256, 8, 1024)]["unified"]["step_ms"]
+    # one micro-batch at the same batch: the AFD board without ping-pong, unified unchanged
+    one, two = (next(r for r in rows if r["experiment"] == "micro_batches"
+                     and r["afd"]["micro_batches"] == m) for m in (1, 2))
+    assert one["batch"] == two["batch"] == 8
+    assert one["unified"] == two["unified"]
+    assert one["afd"]["step_ms"] != two["afd"]["step_ms"]
     assert f"{len(rows)} rows in" in out.err        # progress and summary on stderr
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert png.stat().st_size > 10_000

@@ -227,6 +227,19 @@ def test_batch_smaller_than_or_equal_to_max_batch(tiny_dir, tiny_model, prompts,
                  steps=6, new_tokens=6 * n)
 
 
+def test_one_micro_batch_on_afd(tiny_dir, tiny_model, prompts):
+    """micro_batches=1 on afd (no ping-pong): a batch of 3 in one micro-batch, same bits."""
+    model = tiny_model("llama")
+    ids = [model.tokenizer.encode(p) for p in prompts[:3]]
+    with Session.load(tiny_dir("llama"), device="embedded://afd", max_batch=4,
+                      micro_batches=1) as s:
+        assert s.plan.micro_batches == 1
+        out = s.generate(prompts[:3], 4, return_logits=True)
+    assert out.tokens == model.generate_greedy(ids, 4)
+    for step, (got, want) in enumerate(zip(out.logits, reference_steps(model, ids, out.tokens))):
+        assert_bits_equal(got, want, f"one micro-batch: step {step}")
+
+
 def test_one_session_serves_consecutive_calls(tiny_dir, tiny_model, prompts):
     """KV blocks are released after each call and reused by the next: the same call twice gives
     the same bits, a different batch in between does not disturb it (5-position pages)."""

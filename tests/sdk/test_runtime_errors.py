@@ -142,6 +142,9 @@ def test_missing_model_directory(dev, tmp_path, tiny_dir, tiny_model):
     ({"dtype": "fp16"}, r"unsupported dtype 'fp16' \(expected one of fp32, bf16, int8\)"),
     ({"placement": "pipeline"}, r"unknown placement 'pipeline' \(expected one of afd, unified\)"),
     ({"max_batch": 0}, r"max_batch .* must be positive"),
+    ({"micro_batches": 3}, r"micro_batches 3: expected 1 or 2"),
+    ({"micro_batches": 2, "max_batch": 1}, r"micro_batches 2: .* at most max_batch \(1\)"),
+    ({"micro_batches": 2, "placement": "unified"}, r"two micro-batches .* need the afd"),
 ])
 def test_bad_session_options(dev, tiny_dir, tiny_model, kw, match):
     before = hbm_writes(dev)
