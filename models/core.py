@@ -38,6 +38,7 @@ data, no SRAM; transactions carry the ``timing_only`` extension; EMBED then assu
 
 from __future__ import annotations
 
+import functools
 import struct
 
 import numpy as np
@@ -110,8 +111,9 @@ class Core(SyncInstructions, Module):
         self.recv_posts: dict[tuple[int, int], RecvPost] = {}
         self.counters = Counters.fromkeys(COUNTERS, 0)
         bpc = params.sram_bytes_per_cycle
-        self.sram = Sram(params.sram_bytes, lambda n: params.ps(-(-n // bpc)), self.counters,
-                         timing_only)
+        # SRAM access time (ps) of n bytes; memoised: a program moves few distinct sizes.
+        sram_ps = functools.lru_cache(maxsize=1024)(lambda n: params.ps(-(-n // bpc)))
+        self.sram = Sram(params.sram_bytes, sram_ps, self.counters, timing_only)
         self.sram_socket = TargetSocket(f"{self.full_name}.sram", self.sram)
         self._mem, self._view = self.sram.mem, self.sram.view
         self._set_fetch_buffer(0, b"")
