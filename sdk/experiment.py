@@ -467,9 +467,9 @@ def _sweep_panel(a, rows: list[dict]) -> None:
     handles = [plt_patch(c, _SWEEP_TITLES[e].split(" (")[0]) for e, c in colours.items()
                if any(r["experiment"] == e for r in rows)]
     a.legend(handles=handles + a.get_legend_handles_labels()[0], fontsize=7, loc="upper left")
-    ctx = f", context {rows[0]['context'] // 1024}k unless marked" if rows else ""
+    ctx = f", {rows[0]['context'] // 1024}k unless marked" if rows else ""
     a.set(ylabel="speedup (AFD / unified, tokens/s per core)",
-          title=f"Sweeps at the 7B shape{ctx}: where the gain goes",
+          title=f"Sweeps (7B{ctx}): where the gain goes",
           ylim=(0, max([PUBLISHED_SPEEDUP[1] * 1.1] + [r["speedup"] * 1.1 for r in rows])))
     a.grid(True, axis="y", alpha=0.3)
 
