@@ -253,9 +253,9 @@ class _Patterns:
                  "always_any", "aligned", "scalars")
 
 
-#: (geometry, timing) -> (decompositions, row patterns): pure functions of their keys, bounded
-#: in size (see ``HbmArray.CACHE_ENTRIES``).
-_CACHES: dict[tuple, tuple[OrderedDict, dict]] = {}
+#: (geometry, timing) -> (decompositions, row patterns, share layouts): pure functions of their
+#: keys, bounded in size (see ``HbmArray.CACHE_ENTRIES``, ``LAYOUT_ENTRIES``).
+_CACHES: dict[tuple, tuple[OrderedDict, dict, OrderedDict]] = {}
 
 
 class HbmArray:
@@ -299,6 +299,11 @@ class HbmArray:
     COLD_PIECES = 8
     #: Decompositions kept (least recently used dropped): each is a few shares x banks arrays.
     CACHE_ENTRIES = 256
+    #: Row patterns kept (all dropped when full): each a few KB.
+    PATTERN_ENTRIES = 16 * 256
+    #: Share layouts kept (:meth:`_layout`, least recently used dropped): each ~110 KB with
+    #: the HBM3 defaults, + ~1 KB per decomposition kept with it.
+    LAYOUT_ENTRIES = 64
 
     def __init__(self, geometry: HbmGeometry, timing: HbmTiming):
         self.geometry, self.timing = geometry, timing
@@ -336,8 +341,8 @@ class HbmArray:
         self._words = B // 8 if B % 8 == 0 and hasattr(np, "bitwise_count") else 0
         # Decompositions and row patterns depend on the geometry and timing only: shared by
         # every model built with the same ones (e.g. each repetition of a benchmark).
-        self._cache, self._pattern_cache = _CACHES.setdefault((geometry, timing),
-                                                              (OrderedDict(), {}))
+        self._cache, self._pattern_cache, self._layout_cache = _CACHES.setdefault(
+            (geometry, timing), (OrderedDict(), {}, OrderedDict()))
         self._serve_granule = self._granule_server()
         self._xfer_granule = transfer_ps(g.interleave_bytes, self._bw)
         self.reset()
@@ -1145,7 +1150,7 @@ class HbmArray:
         p.always_any = several.any(axis=1).tolist()
         p.aligned = None                        # decomposition of q granules on every pc
         p.scalars = p.fields[:6, 0].tolist() + [bool(p.last_is_r0[0])]   # kind 0, as ints
-        if len(self._pattern_cache) >= 16 * self.CACHE_ENTRIES:
+        if len(self._pattern_cache) >= self.PATTERN_ENTRIES:
             self._pattern_cache.clear()
         self._pattern_cache[key] = p
         return p
@@ -1185,17 +1190,20 @@ class HbmArray:
                 work, first_work, bursts = (np.full(m, x, _I64)
                                             for x in (work, first_work, bursts))
         else:
-            ci = np.empty(m, np.intp)
-            for x0, x1, c in runs:
-                ci[x0:x1] = c
-            first_rows, last_rows, offsets = p.rows.take(ci, axis=1)
+            # The kinds of shares in pseudo-channel order are a rotation by f0 of a layout
+            # that depends on r only: views into per-(A, q, r) arrays laid out twice over.
+            rows, flags, fields, last_is_r0, _ = self._layout(p, A, q, r)
+            sl = slice(n - f0, 2 * n - f0)
+            first_rows, last_rows, offsets = rows[:, sl]
             touched = if_new = always = None    # (not needed: every bank, same rule)
             if not touched_all or (always_any and not always_all):
-                touched, if_new, always = p.flags.take(ci, axis=1)
+                touched, if_new, always = flags[:, sl]
             (b0, r0, pairs, row_cycle, nbanks, max_offset, work, first_work,
-             bursts) = p.fields.take(ci, axis=1)
+             bursts) = fields[:, sl]
+            if lo - first * g or (last + 1) * g - hi:     # (trimmed below: own copies)
+                work, first_work, bursts = work.copy(), first_work.copy(), bursts.copy()
             d.b0flat = self._arB[:m] + b0
-            d.last_is_r0 = p.last_is_r0.take(ci)
+            d.last_is_r0 = last_is_r0[sl]
             fp = p.fields[2].tolist()
             d.pairs_total = sum(fp[c] * (x1 - x0) for x0, x1, c in runs)
         # The first and the last share lose the bytes outside [lo, hi).
@@ -1216,6 +1224,29 @@ class HbmArray:
         d.bursts_total = nbytes // bb
         return d
 
+    def _layout(self, p: _Patterns, A: int, q: int, r: int) -> tuple:
+        """Per-share rows, flags, fields and ``last_is_r0`` of the shares of ``q`` or ``q + 1``
+        granules from local granule ``A`` (patterns ``p``) for a range whose first
+        pseudo-channel is ``f0`` and ``r`` pseudo-channels from it take one more granule, laid
+        out over ``2 n`` positions: those of the pseudo-channels are positions
+        ``[n - f0, 2 n - f0)`` (kinds ``3 * r, 2 * (n - r), 1 * r, 0 * (n - r)``), and the
+        decompositions of whole-granule ranges built on it, by ``f0``. Cached (least recently
+        used dropped; ``LAYOUT_ENTRIES``)."""
+        key = (A, q, r)
+        cache = self._layout_cache
+        out = cache.get(key)
+        if out is not None:
+            cache.move_to_end(key)
+            return out
+        n = self._n
+        ci = np.repeat(np.array([3, 2, 1, 0], np.intp), [r, n - r, r, n - r])
+        out = (p.rows.take(ci, axis=1), p.flags.take(ci, axis=1), p.fields.take(ci, axis=1),
+               p.last_is_r0.take(ci), {})
+        cache[key] = out
+        if len(cache) > self.LAYOUT_ENTRIES:
+            cache.popitem(last=False)
+        return out
+
     def _decomposition(self, lo: int, hi: int) -> tuple[_Shares, int]:
         """The (cached) decomposition of burst range ``[lo, hi)`` and its row offset."""
         period, span = self._period, self._n * self._g
@@ -1226,6 +1257,22 @@ class HbmArray:
             if p.aligned is None:
                 p.aligned = self._shares(lo_rel, nbytes)
             return p.aligned, R
+        g = self._g
+        if not (lo_rel % g or nbytes % g):                  # whole granules, several kinds
+            # of share: kept with their layout (views of it), any number of first pcs
+            A, f0 = divmod(lo_rel // g, self._n)
+            key = (A, *divmod(nbytes // g, self._n))
+            layouts = self._layout_cache
+            layout = layouts.get(key)
+            d = layout[4].get(f0) if layout is not None else None
+            if d is None:
+                d = self._shares(lo_rel, nbytes)            # (makes the layout)
+                layout = layouts.get(key)
+                if layout is not None:
+                    layout[4][f0] = d
+            else:
+                layouts.move_to_end(key)
+            return d, R
         key = (lo_rel, nbytes)
         cache = self._cache
         d = cache.get(key)

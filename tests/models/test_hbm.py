@@ -492,6 +492,8 @@ PATHS = {
     "groups": {"VECTOR_COST": 1 << 30, "RECUT_MAX": 1 << 30,     # groups whenever possible
                "COLD_PIECES": 0},
     "cold": {"COLD_PIECES": 1 << 30},   # cold pseudo-channels on scalars whenever possible
+    "numpy-evicting": {"SCALAR_SHARES": 0, "GROUPS_MAX": 0, "RECUT_MAX": 0,   # decompositions
+                       "COLD_PIECES": 0, "CACHE_ENTRIES": 1, "LAYOUT_ENTRIES": 1},  # rebuilt
 }
 
 
