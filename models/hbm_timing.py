@@ -1194,14 +1194,17 @@ class HbmArray:
             # that depends on r only: views into per-(A, q, r) arrays laid out twice over.
             rows, flags, fields, last_is_r0, _ = self._layout(p, A, q, r)
             sl = slice(n - f0, 2 * n - f0)
+            if lo - first * g or (last + 1) * g - hi:
+                # Trimmed below, and kept in the decomposition cache, which must not hold
+                # on to layouts it drops: copies.
+                rows, flags, fields = rows[:, sl].copy(), flags[:, sl].copy(), fields[:, sl].copy()
+                last_is_r0, sl = last_is_r0[sl].copy(), slice(None)
             first_rows, last_rows, offsets = rows[:, sl]
             touched = if_new = always = None    # (not needed: every bank, same rule)
             if not touched_all or (always_any and not always_all):
                 touched, if_new, always = flags[:, sl]
             (b0, r0, pairs, row_cycle, nbanks, max_offset, work, first_work,
              bursts) = fields[:, sl]
-            if lo - first * g or (last + 1) * g - hi:     # (trimmed below: own copies)
-                work, first_work, bursts = work.copy(), first_work.copy(), bursts.copy()
             d.b0flat = self._arB[:m] + b0
             d.last_is_r0 = last_is_r0[sl]
             fp = p.fields[2].tolist()
@@ -1399,14 +1402,15 @@ class HbmArray:
                 t = base[:, None] + d.offsets
                 np.maximum(t, s, out=t)
                 if same is None:
-                    changed = d.touched
-                elif d.update_if_new is None:
-                    changed = ~same
-                else:
-                    changed = np.greater(d.update_if_new, same)
-                    if d.update_always is not None:
-                        changed |= d.update_always
-                np.copyto(acts, t, where=changed)
+                    np.copyto(acts, t, where=d.touched)
+                else:                           # (one mask per bank of every share)
+                    if d.update_if_new is None:
+                        changed = ~same
+                    else:
+                        changed = np.greater(d.update_if_new, same)
+                        if d.update_always is not None:
+                            changed |= d.update_always
+                    np.putmask(acts, changed, t)
             if hits < m:
                 moved = d.last_is_r0
                 if moved is True:
