@@ -276,7 +276,8 @@ class HbmArray:
     (:meth:`_serve_granules`); a longer one in one numpy pass over its shares
     (:meth:`_serve_line` for fewer granules than pseudo-channels, :meth:`_serve_shares` with
     banks as a second axis otherwise), its decomposition taken from a cache keyed by (offset mod
-    ``period``, length); and while the pseudo-channels fall into a few groups of identical state
+    ``period``, length) (whole-granule ranges: views of the layout of their kinds of share, kept
+    with it, :meth:`_layout`); and while the pseudo-channels fall into a few groups of identical state
     (``_cuts``: the first pseudo-channel of each group; None once there are too many), a run of
     identical shares over a group is computed once on scalars and copied over the group
     (:meth:`_serve_pieces`). The groups are a cache too: dropped when they fragment, found
