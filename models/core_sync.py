@@ -255,6 +255,8 @@ class Sram:
         self.size, self.access_ps, self.counters = size, access_ps, counters
         self.timing_only = timing_only
         self.array: np.ndarray | None = None
+        self._views: dict = {}                  # (offset, count, dtype) -> view, of _viewed
+        self._viewed: np.ndarray | None = None
 
     @property
     def allocated(self) -> bool:
@@ -269,8 +271,20 @@ class Sram:
 
     def view(self, offset: int, count: int, dtype) -> np.ndarray:
         """``count`` elements of ``dtype`` at byte ``offset`` (a view: writes land in SRAM)."""
-        dtype = np.dtype(dtype)
-        return self.mem()[offset:offset + count * dtype.itemsize].view(dtype)
+        array = self.array
+        if array is not None and array is self._viewed:
+            v = self._views.get((offset, count, dtype))
+            if v is not None:                   # the same view again: cached (plain data)
+                return v
+        elif array is None:
+            array = self.mem()
+        if array is not self._viewed or len(self._views) >= 4096:
+            self._views.clear()
+            self._viewed = array
+        dt = np.dtype(dtype)
+        v = self._views[(offset, count, dtype)] = \
+            array[offset:offset + count * dt.itemsize].view(dt)
+        return v
 
     def _access(self, trans: Payload, count: bool) -> bool:
         address, n = trans.address, trans.length

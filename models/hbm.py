@@ -169,7 +169,8 @@ class Hbm(Module):
 
     def _move(self, trans: Payload) -> None:
         """The data of ``trans``, functional mode."""
-        if trans.command == Command.WRITE:
+        command = trans.command
+        if command == _WRITE:
             if trans.byte_enable is None:
                 self.store.write(trans.address, trans.data)
             else:
@@ -177,7 +178,7 @@ class Hbm(Module):
                 enabled = self._enables(trans) != 0
                 merged[enabled] = trans.data[enabled]
                 self.store.write(trans.address, merged)
-        elif trans.command == Command.READ:
+        elif command == _READ:
             self.store.read_into(trans.address, trans.data)
             if trans.byte_enable is not None:
                 trans.data[self._enables(trans) == 0] = 0
