@@ -306,8 +306,11 @@ class Core(SyncInstructions, Module):
         total = row_bytes * rows
         if total == 0:
             return 0
-        self._check(sram, (rows - 1) * sram_stride + row_bytes, 1)
-        if not self.cluster.hbm_range(hbm, (rows - 1) * hbm_stride + row_bytes):
+        if sram + (rows - 1) * sram_stride + row_bytes > self.sram_bytes:   # _check, inline
+            raise _Fault(ErrCode.SRAM_OVERFLOW)
+        cluster = self.cluster                  # hbm_range, inline
+        if not (cluster.hbm_base <= hbm
+                and hbm + (rows - 1) * hbm_stride + row_bytes <= cluster.hbm_end):
             raise _Fault(ErrCode.DESC_RANGE)
         c = self.counters
         if command is _READ:
