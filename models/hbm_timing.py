@@ -543,20 +543,26 @@ class HbmArray:
     def _add_cuts(self, points) -> None:
         """Pseudo-channels on either side of each point may differ from now on (in the whole
         state, ``_cuts``, and in the timing state, ``_tcuts``)."""
-        n = self._n
-        for cuts in (self._cuts, self._tcuts):
-            if cuts is None:
-                continue
+        n, most = self._n, self.GROUPS_MAX
+        cuts, tcuts = self._cuts, self._tcuts
+        if cuts is not None:
             for x in points:
                 if 0 < x < n:
                     i = bisect_left(cuts, x)
                     if i == len(cuts) or cuts[i] != x:
                         cuts.insert(i, x)
-        if self._cuts is not None and len(self._cuts) > self.GROUPS_MAX:
-            self._cuts = None
-        if self._tcuts is not None and len(self._tcuts) > self.GROUPS_MAX:
-            self._tcuts = None
-        self._coarser_tcuts()
+            if len(cuts) > most:
+                self._cuts = cuts = None
+        if tcuts is not None:
+            for x in points:
+                if 0 < x < n:
+                    i = bisect_left(tcuts, x)
+                    if i == len(tcuts) or tcuts[i] != x:
+                        tcuts.insert(i, x)
+            if len(tcuts) > most:
+                self._tcuts = tcuts = None
+        if cuts is not None and (tcuts is None or len(cuts) < len(tcuts)):
+            self._tcuts = list(cuts)            # _coarser_tcuts, inline
 
     def _coarser_tcuts(self) -> None:
         # Groups of identical whole state have identical timing state too: the fewer groups
