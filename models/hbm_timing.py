@@ -345,8 +345,6 @@ class HbmArray:
         self._cache, self._pattern_cache, self._layout_cache = _CACHES.setdefault(
             (geometry, timing), (OrderedDict(), {}, OrderedDict()))
         self._serve_granule = self._granule_server()
-        self._runs_cache: dict[tuple[int, int], list[tuple]] = {}   # (lo, hi) -> _runs
-        self._points_cache: dict[tuple[int, int], tuple[int, ...]] = {}   # -> runs' bounds
         self._xfer_granule = transfer_ps(g.interleave_bytes, self._bw)
         self.reset()
 
@@ -519,14 +517,8 @@ class HbmArray:
                 else:
                     done = self._serve_shares(lo, hi, s, arrival)
                 if self._cuts is not None:      # groups split where the shares differ
-                    points = self._points_cache.get((lo, hi))   # the runs' bounds, cached
-                    if points is None:
-                        if len(self._points_cache) >= 4096:
-                            self._points_cache.clear()
-                        points = self._points_cache[(lo, hi)] = tuple(
-                            x for run in runs or self._runs(lo, hi, first, count)
-                            for x in run[:2])
-                    self._add_cuts(points)
+                    self._add_cuts([x for run in runs or self._runs(lo, hi, first, count)
+                                    for x in run[:2]])
                 elif count >= n:
                     self._recut()
                 # Open rows may have made the timing differ inside a timing group: found
@@ -606,17 +598,7 @@ class HbmArray:
 
     def _runs(self, lo: int, hi: int, first: int, count: int) -> list[tuple]:
         """The shares of burst range ``[lo, hi)`` as runs of consecutive pseudo-channels with
-        the same share: ``(pc0, pc1, a, k, nbytes)`` (local granules ``[a, a+k)``). Cached
-        per range (programs read the same ranges every step); callers never modify it."""
-        key = (lo, hi)
-        runs = self._runs_cache.get(key)
-        if runs is None:
-            if len(self._runs_cache) >= 4096:
-                self._runs_cache.clear()
-            runs = self._runs_cache[key] = self._runs_of(lo, hi, first, count)
-        return runs
-
-    def _runs_of(self, lo: int, hi: int, first: int, count: int) -> list[tuple]:
+        the same share: ``(pc0, pc1, a, k, nbytes)`` (local granules ``[a, a+k)``)."""
         n, g = self._n, self._g
         f0, A = first % n, first // n
         front, back = lo - first * g, (first + count) * g - hi
