@@ -41,132 +41,17 @@ Host-side code: imports only ``vp.spec`` and the SDK.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from sdk.compiler.attention import AttentionStages
 from sdk.compiler.plan import F32, PROGRAM_SLOT, Linear, Plan, Tile, split
-from sdk.compiler.target import CompileError, CoreInfo
+from sdk.compiler.program import (SRAM_ALIGN, CoreEmitter, CoreProgram, Segment,
+                                  StepProgram, segment_key)
+from sdk.compiler.target import CompileError
 from vp.spec import isa
 
-#: SRAM buffers start on this boundary (bytes).
-SRAM_ALIGN = 64
 _DT = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}
 _WB = {"fp32": 4, "bf16": 2, "int8": 1}
-
-
-@dataclass
-class Segment:
-    """One sequence's new tokens in a step: ``ids`` (T,), starting at position ``pos0``;
-    ``blocks``: its KV-cache block table (covering ``pos0 + T`` positions); ``types``: BERT
-    token types or None. ``row`` (its output row) and ``r0`` (its first row in the
-    micro-batch's buffers) are set by :meth:`StepCompiler.compile`."""
-
-    ids: np.ndarray
-    pos0: int
-    blocks: list[int]
-    row: int = 0
-    types: np.ndarray | None = None
-    r0: int = 0
-
-    @property
-    def T(self) -> int:
-        return len(self.ids)
-
-
-class CoreProgram:
-    """One core's program for a step, as encoded instructions (built from fragments, some of
-    them reused from earlier steps). Lists like :class:`vp.spec.isa.Program`: ``len``,
-    ``nbytes``, ``to_bytes()``, iteration (decoded entries), ``disassemble()``."""
-
-    __slots__ = ("parts", "count", "nbytes")
-
-    def __init__(self):
-        self.parts: list[bytes] = []
-        self.count = self.nbytes = 0
-
-    def add(self, data: bytes, count: int) -> None:
-        self.parts.append(data)
-        self.count += count
-        self.nbytes += len(data)
-
-    def __len__(self) -> int:
-        return self.count
-
-    def to_bytes(self) -> bytes:
-        if len(self.parts) > 1:
-            self.parts[:] = [b"".join(self.parts)]
-        return self.parts[0] if self.parts else b""
-
-    def __iter__(self):
-        return isa.INSTRUCTIONS.decode_stream(self.to_bytes())
-
-    def disassemble(self, base: int = 0, words: bool = False) -> str:
-        return isa.INSTRUCTIONS.disassemble(self.to_bytes(), base=base, words=words)
-
-    def __repr__(self) -> str:
-        return f"<CoreProgram: {self.count} instructions, {self.nbytes} bytes>"
-
-
-@dataclass
-class StepProgram:
-    """A compiled step: per-core programs, their HBM addresses, the packets to submit, the
-    input images to write first and where each micro-batch's outputs land."""
-
-    programs: dict[int, CoreProgram]
-    addresses: dict[int, int]
-    packets: list[bytes]
-    inputs: list[tuple[int, np.ndarray]]
-    outputs: list[tuple[int, int, int]]          # (micro-batch, rows, HBM address)
-    timestamps: int
-    instructions: int = 0
-
-    def images(self):
-        """(address, bytes) of every program and input."""
-        for cid, p in self.programs.items():
-            yield self.addresses[cid], np.frombuffer(p.to_bytes(), np.uint8)
-        yield from self.inputs
-
-
-_ENCODE = isa.INSTRUCTIONS.encode
-
-
-class _Core:
-    """A core's program under construction and its SRAM bump allocator (reset per stage to
-    ``base``: stages exchange data through HBM; below ``base`` the core keeps a window of
-    the model's norms for the whole step)."""
-
-    def __init__(self, info: CoreInfo):
-        self.info, self.p, self.top, self.base = info, CoreProgram(), 0, 0
-        self.norms: tuple[int, int] | None = None     # HBM window [lo, hi) held at SRAM 0
-
-    def emit(self, op: str, flags=None, **fields) -> None:
-        self.p.add(_ENCODE(op, flags, **fields), 1)
-
-    def alloc(self, nbytes: int, what: str) -> int:
-        addr = self.top
-        self.top = -(-(addr + max(nbytes, 4)) // SRAM_ALIGN) * SRAM_ALIGN
-        if self.top > self.info.sram_bytes:
-            raise CompileError(f"core {self.info.id}: {what} needs {self.top} bytes of SRAM, "
-                               f"the core has {self.info.sram_bytes}")
-        return addr
-
-    def free(self) -> None:
-        self.top = self.base
-
-    def load(self, hbm: int, sram: int, nbytes: int) -> None:
-        self.emit("LOAD", hbm=hbm, sram=sram, row_bytes=nbytes, rows=1, hbm_stride=nbytes,
-                  sram_stride=nbytes)
-
-    def store(self, hbm: int, sram: int, nbytes: int) -> None:
-        self.emit("STORE", hbm=hbm, sram=sram, row_bytes=nbytes, rows=1, hbm_stride=nbytes,
-                  sram_stride=nbytes)
-
-
-def _seg_key(s: "Segment", positions: int) -> tuple:
-    """What a program depends on in a segment: its rows, positions and the KV blocks of
-    the first ``positions`` positions (token ids and positions are inputs, not code)."""
-    return (s.r0, s.row, s.T, s.pos0, tuple(s.blocks[:positions]))
 
 
 #: Fragments kept for reuse by one compiler (cleared when full; a GPT-2-small decode step
@@ -174,7 +59,7 @@ def _seg_key(s: "Segment", positions: int) -> tuple:
 MEMO_LIMIT = 4096
 
 
-class StepCompiler:
+class StepCompiler(AttentionStages):
     """Compiles steps for one :class:`Plan` (reusable: one per session).
 
     Code that does not change from one step to the next (most of a decode step: every
@@ -212,7 +97,7 @@ class StepCompiler:
         if len(micro_batches) > plan.micro_batches:
             raise CompileError(f"{len(micro_batches)} micro-batches, the plan has "
                                f"{plan.micro_batches}")
-        self.cores = {cid: _Core(self.target.core(cid)) for cid in self.target.active}
+        self.cores = {cid: CoreEmitter(self.target.core(cid)) for cid in self.target.active}
         self.mbs = micro_batches + [[] for _ in range(plan.micro_batches - len(micro_batches))]
         base = self._plan_residents()
         for cid in self.target.dense:
@@ -389,7 +274,7 @@ class StepCompiler:
             c.norms = (lo, end)
             c.load(lo, self._window_at, end - lo)
 
-    def _norm_sram(self, c: _Core, norm: tuple[int, int]) -> tuple[int, int]:
+    def _norm_sram(self, c: CoreEmitter, norm: tuple[int, int]) -> tuple[int, int]:
         """SRAM addresses of a norm's gamma (and beta) in the core's window."""
         at = self._window_at - c.norms[0]
         return norm[0] + at, (norm[1] + at) if norm[1] else 0
@@ -442,7 +327,7 @@ class StepCompiler:
             if not post_ln:
                 norms.append(cur.norm1)
             # the KV-cache writes follow the positions: a fragment of their own
-            key = ("lin", cur.qkv.name, mb, R, tuple(_seg_key(s, self._pages(s)) for s in segs))
+            key = ("lin", cur.qkv.name, mb, R, tuple(segment_key(s, self._pages(s)) for s in segs))
             stages.append((key, lambda: self._linear(
                 cur.qkv, buf["x"], buf["q"], R, "qkv", layer=l, segs=segs,
                 positions=buf["pos"], norm=None if post_ln else cur.norm1)))
@@ -453,7 +338,7 @@ class StepCompiler:
                 plan.lm_head, buf["x"], buf["out"], len(segs), "store", norm=plan.final_norm,
                 rows=rows)))
         else:
-            stages.append((("pool", mb, tuple(_seg_key(s, 0) for s in segs)),
+            stages.append((("pool", mb, tuple(segment_key(s, 0) for s in segs)),
                            lambda: self._pool(buf, segs)))
         self._need_norms(norms)
         window = tuple(self.cores[cid].norms for cid in self.target.dense)
@@ -467,7 +352,7 @@ class StepCompiler:
     def _row_split(self, R: int):
         return zip(self.target.dense, split(R, len(self.target.dense)))
 
-    def _row_chunk(self, c: _Core, per_row: int, fixed: int = 0) -> int:
+    def _row_chunk(self, c: CoreEmitter, per_row: int, fixed: int = 0) -> int:
         """Rows of ``per_row`` bytes that fit the core's free SRAM beside ``fixed`` bytes."""
         rows = (c.info.sram_bytes - c.top - fixed - 4 * SRAM_ALIGN) // per_row
         if rows < 1:
@@ -522,7 +407,7 @@ class StepCompiler:
                 self._apply_norm(c, norm, g, b, x, n)
                 c.store(dst + a * D * F32, x, n * D * F32)
 
-    def _apply_norm(self, c: _Core, norm: tuple[int, int], g: int, b: int, x: int,
+    def _apply_norm(self, c: CoreEmitter, norm: tuple[int, int], g: int, b: int, x: int,
                     n: int) -> None:
         """LayerNorm (with a beta) or RMSNorm of n rows at x, in place."""
         D, eps = self.cfg.d_model, self.cfg.norm_eps
@@ -602,7 +487,7 @@ class StepCompiler:
                     self._epilogue(c, lin, t, epilogue, out, tmp, m, a0, dst, res, layer, segs,
                                    pos, *(None if k is None else k + at for k in keep))
 
-    def _tile(self, c: _Core, lin: Linear, t: Tile, A: int, w: list[int], C: list[int],
+    def _tile(self, c: CoreEmitter, lin: Linear, t: Tile, A: int, w: list[int], C: list[int],
               tmp: int, m: int) -> int:
         """A (m, K) · W_t (+ bias) -> the SRAM address of the (m, t.n) fp32 result; for a
         gated linear silu(gate) · up.
@@ -648,7 +533,7 @@ class StepCompiler:
         return outs[0]
 
     @staticmethod
-    def _rows_of(c: _Core, src: int, dst: int, n: int, m: int) -> None:
+    def _rows_of(c: CoreEmitter, src: int, dst: int, n: int, m: int) -> None:
         """m copies of the n fp32 at src, as rows at dst: SCALE by 1.0 (exact), doubling the
         rows copied each time (no memory traffic; a stride-0 LOAD would be m transfers)."""
         c.emit("SCALE", n=n, a=src, out=dst, factor=1.0)
@@ -658,14 +543,14 @@ class StepCompiler:
             c.emit("SCALE", n=k * n, a=dst, out=dst + have * n * F32, factor=1.0)
             have += k
 
-    def _store_cols(self, c: _Core, C: int, m: int, n: int, nt: int, dst: int, N: int,
+    def _store_cols(self, c: CoreEmitter, C: int, m: int, n: int, nt: int, dst: int, N: int,
                     row0: int, col0: int) -> None:
         """Store n columns of the m rows (nt wide in SRAM) at C into columns col0.. of the
         N-wide rows row0.. at dst."""
         c.emit("STORE", hbm=dst + (row0 * N + col0) * F32, sram=C, row_bytes=n * F32, rows=m,
                hbm_stride=N * F32, sram_stride=nt * F32)
 
-    def _epilogue(self, c: _Core, lin: Linear, t: Tile, kind: str, C: int, tmp: int, m: int,
+    def _epilogue(self, c: CoreEmitter, lin: Linear, t: Tile, kind: str, C: int, tmp: int, m: int,
                   a0: int, dst: int, res: int, layer: int, segs, pos: int,
                   res_kept: int | None = None, out_kept: int | None = None) -> None:
         cfg, n = self.cfg, t.n
@@ -698,7 +583,7 @@ class StepCompiler:
                 self._kv_store(c, at, m, n, a0, layer, kind_kv, first, (c1 - c0) // hd, segs)
             off += c1 - c0
 
-    def _kv_store(self, c: _Core, C: int, m: int, nt: int, a0: int, layer: int, kind: int,
+    def _kv_store(self, c: CoreEmitter, C: int, m: int, nt: int, a0: int, layer: int, kind: int,
                   first_head: int, heads: int, segs: list[Segment]) -> None:
         """Rows a0..a0+m-1 of C (heads × head_dim columns each, nt columns per row) into
         the KV cache. A single position of several heads is one STORE (the heads of a page
@@ -724,119 +609,6 @@ class StepCompiler:
                 r += run
 
     # -- attention ----------------------------------------------------------------------------
-    def _attention_item(self, l: int, mb: int) -> None:
-        segs = self.mbs[mb]
-        if not segs:
-            return
-        key = ("attn", l, mb, tuple(_seg_key(s, self._pages(s)) for s in segs))
-        self._fragment(key, lambda: self._attention(l, mb, segs))
-
-    def _attention(self, l: int, mb: int, segs: list[Segment]) -> None:
-        """The (sequence, KV head) units of the micro-batch, split in contiguous runs over the
-        attention cores; a core's run of one sequence's heads decoding a single token is
-        done together (one load of the queries, of each page's keys and values, one
-        SOFTMAX, one store)."""
-        cfg = self.cfg
-        scale = cfg.head_dim ** -0.5 / ((l + 1) if cfg.scale_attn_by_layer else 1)
-        units = [(s, g) for s in segs for g in range(cfg.n_kv_heads)]
-        attn = self.target.attention
-        for cid, (u0, u1) in zip(attn, split(len(units), len(attn))):
-            c = self.cores[cid]
-            i = u0
-            while i < u1:
-                s, g0 = units[i]
-                j = i + 1
-                while j < u1 and units[j][0] is s:
-                    j += 1
-                if s.T == 1:
-                    g1 = units[j - 1][1] + 1
-                    c.free()
-                    G, L, hd = cfg.n_heads // cfg.n_kv_heads, s.pos0 + 1, cfg.head_dim
-                    per_unit = (2 * L * hd + G * (2 * hd + L)) * F32 + 5 * SRAM_ALIGN
-                    step = max(1, (c.info.sram_bytes - c.top) // per_unit)
-                    for g in range(g0, g1, step):
-                        self._attend_token(c, s, l, mb, g, min(g1, g + step), scale)
-                else:
-                    for g in range(g0, units[j - 1][1] + 1):
-                        self._attend(c, s, l, mb, g, scale)
-                i = j
-            c.free()
-
-    def _attend(self, c: _Core, s: Segment, l: int, mb: int, g: int, scale: float) -> None:
-        """Every query head of KV head g for the segment's tokens, one head at a time."""
-        cfg, buf = self.cfg, self.plan.buffers[mb]
-        hd, Q = cfg.head_dim, cfg.q_dim
-        group = cfg.n_heads // cfg.n_kv_heads
-        c.free()
-        L = s.pos0 + s.T
-        K = c.alloc(L * hd * F32, f"keys of a {L}-token context")
-        V = c.alloc(L * hd * F32, f"values of a {L}-token context")
-        for kind, dstv in ((0, K), (1, V)):
-            self._kv_load(c, s, l, kind, g, 1, L, dstv)
-        tb = min(s.T, self._row_chunk(c, (L + 2 * hd) * F32))
-        base = c.top
-        for t0 in range(0, s.T, tb):
-            n = min(s.T, t0 + tb) - t0
-            for h in range(g * group, (g + 1) * group):
-                c.top = base
-                q = c.alloc(n * hd * F32, "query rows")
-                S = c.alloc(n * L * F32, "scores")
-                O = c.alloc(n * hd * F32, "attention output")
-                row = s.r0 + t0
-                c.emit("LOAD", hbm=buf["q"] + (row * Q + h * hd) * F32, sram=q,
-                       row_bytes=hd * F32, rows=n, hbm_stride=Q * F32, sram_stride=hd * F32)
-                c.emit("GEMM", ("trans_b",), m=n, n=L, k=hd, a=q, b=K, c=S, scale=0,
-                       dtype_a="FP32", dtype_b="FP32")
-                c.emit("SOFTMAX", ("causal",) if cfg.causal else None, rows=n, cols=L, a=S,
-                       out=S, scale=scale, pos0=s.pos0 + t0)
-                c.emit("GEMM", m=n, n=hd, k=L, a=S, b=V, c=O, scale=0, dtype_a="FP32",
-                       dtype_b="FP32")
-                c.emit("STORE", hbm=buf["att"] + (row * Q + h * hd) * F32, sram=O,
-                       row_bytes=hd * F32, rows=n, hbm_stride=Q * F32, sram_stride=hd * F32)
-
-    def _attend_token(self, c: _Core, s: Segment, l: int, mb: int, g0: int, g1: int,
-                      scale: float) -> None:
-        """KV heads g0..g1-1 of a segment with one new token: the query heads of a KV head
-        are the rows of one GEMM q·Kᵀ (scores of every head stacked), one SOFTMAX over all
-        the rows (the token sees every position: row r's causal limit pos0 + r is past the
-        last column), one GEMM P·V per KV head, and one contiguous load of the queries and
-        store of the outputs. Each row's arithmetic is that of the per-head path."""
-        cfg, buf = self.cfg, self.plan.buffers[mb]
-        hd, Q = cfg.head_dim, cfg.q_dim
-        G = cfg.n_heads // cfg.n_kv_heads
-        nu, L = g1 - g0, s.pos0 + 1
-        nh = nu * G
-        c.free()
-        K = c.alloc(nu * L * hd * F32, f"keys of a {L}-token context")
-        V = c.alloc(nu * L * hd * F32, f"values of a {L}-token context")
-        q = c.alloc(nh * hd * F32, "query rows")
-        S = c.alloc(nh * L * F32, "scores")
-        O = c.alloc(nh * hd * F32, "attention output")
-        for kind, dstv in ((0, K), (1, V)):
-            self._kv_load(c, s, l, kind, g0, nu, L, dstv)
-        at = (s.r0 * Q + g0 * G * hd) * F32
-        c.load(buf["q"] + at, q, nh * hd * F32)
-        for u in range(nu):
-            c.emit("GEMM", ("trans_b",), m=G, n=L, k=hd, a=q + u * G * hd * F32,
-                   b=K + u * L * hd * F32, c=S + u * G * L * F32, scale=0, dtype_a="FP32",
-                   dtype_b="FP32")
-        c.emit("SOFTMAX", ("causal",) if cfg.causal else None, rows=nh, cols=L, a=S, out=S,
-               scale=scale, pos0=s.pos0)
-        for u in range(nu):
-            c.emit("GEMM", m=G, n=hd, k=L, a=S + u * G * L * F32, b=V + u * L * hd * F32,
-                   c=O + u * G * hd * F32, scale=0, dtype_a="FP32", dtype_b="FP32")
-        c.store(buf["att"] + at, O, nh * hd * F32)
-
-    def _kv_load(self, c: _Core, s: Segment, layer: int, kind: int, head: int, heads: int,
-                 L: int, dst: int) -> None:
-        """Keys (kind 0) or values of KV heads head..head+heads-1 over positions 0..L-1 into
-        SRAM at dst (each head's L × head_dim rows contiguous); one LOAD per page."""
-        plan, hd, P = self.plan, self.cfg.head_dim, self.plan.page_tokens
-        for p0 in range(0, L, P):
-            n = min(L, p0 + P) - p0
-            c.emit("LOAD", hbm=plan.kv_address(s.blocks[p0 // P], layer, kind, head, 0),
-                   sram=dst + p0 * hd * F32, row_bytes=n * hd * F32, rows=heads,
-                   hbm_stride=P * hd * F32, sram_stride=L * hd * F32)
 
 
 __all__ = ["Segment", "StepProgram", "StepCompiler", "CoreProgram"]
