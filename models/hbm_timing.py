@@ -535,26 +535,22 @@ class HbmArray:
     def _add_cuts(self, points) -> None:
         """Pseudo-channels on either side of each point may differ from now on (in the whole
         state, ``_cuts``, and in the timing state, ``_tcuts``)."""
-        n, most = self._n, self.GROUPS_MAX
-        cuts, tcuts = self._cuts, self._tcuts
-        if cuts is not None:
-            for x in points:
-                if 0 < x < n:
-                    i = bisect_left(cuts, x)
-                    if i == len(cuts) or cuts[i] != x:
-                        cuts.insert(i, x)
-            if len(cuts) > most:
-                self._cuts = cuts = None
-        if tcuts is not None:
-            for x in points:
-                if 0 < x < n:
-                    i = bisect_left(tcuts, x)
-                    if i == len(tcuts) or tcuts[i] != x:
-                        tcuts.insert(i, x)
-            if len(tcuts) > most:
-                self._tcuts = tcuts = None
-        if cuts is not None and (tcuts is None or len(cuts) < len(tcuts)):
-            self._tcuts = list(cuts)            # _coarser_tcuts, inline
+        self._cuts = self._with_points(self._cuts, points)
+        self._tcuts = self._with_points(self._tcuts, points)
+        self._coarser_tcuts()
+
+    def _with_points(self, cuts: list[int] | None, points) -> list[int] | None:
+        """``cuts`` (sorted group starts) with the inner ``points`` added, or None (groups
+        unknown) when that makes more than GROUPS_MAX."""
+        if cuts is None:
+            return None
+        n = self._n
+        for x in points:
+            if 0 < x < n:
+                i = bisect_left(cuts, x)
+                if i == len(cuts) or cuts[i] != x:
+                    cuts.insert(i, x)
+        return None if len(cuts) > self.GROUPS_MAX else cuts
 
     def _coarser_tcuts(self) -> None:
         # Groups of identical whole state have identical timing state too: the fewer groups
