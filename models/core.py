@@ -85,8 +85,9 @@ class Counters(dict):
         return dict(self)
 
 
-#: The elementwise activations of the vector unit, by opcode name.
-_ACTIVATIONS = {"GELU": numerics.gelu, "GELU_ERF": numerics.gelu_erf, "SILU": numerics.silu}
+#: The elementwise activations of the vector unit: opcode -> function of vp.spec.numerics (looked
+#: up by name on each use, so that tools wrapping the numerics, e.g. vp.bench.e2e_split, see it).
+_ACTIVATIONS = {"GELU": "gelu", "GELU_ERF": "gelu_erf", "SILU": "silu"}
 
 
 class Core(SyncInstructions, Module):
@@ -448,7 +449,8 @@ class Core(SyncInstructions, Module):
         n, a, out = d[1:4]
         if n:
             x = self._view(a, n, _F32)
-            y = numerics.scale(x, d[4]) if d.op == "SCALE" else _ACTIVATIONS[d.op](x)
+            y = numerics.scale(x, d[4]) if d.op == "SCALE" \
+                else getattr(numerics, _ACTIVATIONS[d.op])(x)
             self._view(out, n, _F32)[:] = y
 
     def _softmax_cost(self, d) -> tuple[int, tuple]:

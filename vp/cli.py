@@ -52,7 +52,7 @@ def _cmd_regs(args) -> int:
 #: Benchmarks by name: module with a ``run() -> dict`` of named figures.
 BENCHES = {"kernel": "vp.bench.kernel_bench", "grpc": "vp.bench.grpc_bench",
            "layer": "vp.bench.layer_bench", "hbm": "vp.bench.hbm_bench",
-           "e2e": "sdk.bench_e2e"}
+           "e2e": "sdk.bench_e2e", "e2e-split": "vp.bench.e2e_split"}
 
 
 def _cmd_bench(args) -> int:
