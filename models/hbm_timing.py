@@ -52,10 +52,10 @@ refresh closes in the middle of a share count one extra activation per touched b
 
 Cost (what makes performance mode affordable; :mod:`vp.bench.hbm_bench` measures it): no loop
 over granules, bursts or banks in Python. A range of up to ``SCALAR_SHARES`` granules is served
-share by share on scalars (~1 us each); a longer one in one numpy pass over its shares, banks
-as a second axis (~15-50 us whatever the length, +~10 us when its decomposition, a function of
-(offset mod one row group of every pseudo-channel, length), is not cached). Pseudo-channels
-known to be in the same state (a fresh model, aligned streams) are served as groups: one share
+share by share on scalars in one loop (~1.5 us + ~0.5 us a granule); a longer one in one numpy
+pass over its shares, banks as a second axis (~15-50 us whatever the length, +~10 us when its
+decomposition, a function of (offset mod one row group of every pseudo-channel, length), is not
+cached). Pseudo-channels known to be in the same state (a fresh model, aligned streams) are served as groups: one share
 computed on scalars and copied over the group, ~3-15 us a burst. Every path does the same
 integer arithmetic as the rules above; a test replays recorded traffic against the original
 share-by-share implementation.
@@ -273,7 +273,7 @@ class HbmArray:
 
     How it is computed (the same integer arithmetic as the per-share rules in the module
     docstring, in three shapes): a range of a few granules is served share by share on scalars
-    (:meth:`_serve_granules`); a longer one in one numpy pass over its shares
+    (:meth:`_granule_server`); a longer one in one numpy pass over its shares
     (:meth:`_serve_line` for fewer granules than pseudo-channels, :meth:`_serve_shares` with
     banks as a second axis otherwise), its decomposition taken from a cache keyed by (offset mod
     ``period``, length) (whole-granule ranges: views of the layout of their kinds of share, kept
@@ -468,22 +468,31 @@ class HbmArray:
         e = arrival // refi                     # s: arrival, or the end of its refresh window
         s = e * refi + self._rfc if e and arrival - e * refi < self._rfc else arrival
         cuts = self._cuts
-        if count == 1:                          # one granule: the small-access hot path
+        if count == 1 or count < n and count <= self.SCALAR_SHARES:
+            # A few granules, one share each: the small-access hot path.
             if self._banks_due:
                 self._write_banks()
-            pc = first % n
-            done, misses, stall = self._serve_granule(pc, first // n, hi - lo, s,
-                                                      s != arrival)
-            self.activations += misses
-            self.row_misses += misses
-            self.row_hits += (hi - lo) // bb - misses
-            self.refresh_stalls += stall
-            self.steps += 1
-            if cuts is not None or self._tcuts is not None:
-                self._add_cuts((pc, pc + 1))
+            done = None
+            if count >= 8 and cuts is not None and self._groups_in(first % n, count) * 4 <= count:
+                done = self._serve_pieces(self._runs(lo, hi, first, count), s, arrival,
+                                          min(count * 1.1, 25))
+            if done is None:                    # one by one on scalars
+                front, back = lo - first * g, (first + count) * g - hi
+                done, misses, stalls = self._serve_granule(first, count, front, back, s,
+                                                           s != arrival)
+                self.activations += misses
+                self.row_misses += misses
+                self.row_hits -= misses
+                self.refresh_stalls += stalls
+                self.steps += count
+                if cuts is not None or self._tcuts is not None:
+                    self._cut_granules(first, count, front, back)
         else:
             done = runs = None
-            if count >= n:                      # every pseudo-channel: cold ones on scalars
+            busy = self._mv[0][0]
+            if count >= n and (busy if busy > s else s) // refi > self._mv[2][0]:
+                # Every pseudo-channel, the first one cold (refreshed since its last use):
+                # maybe all of them, then served on scalars.
                 if self._tcuts is None:
                     self._retcut()
                 if self._tcuts is not None and len(self._tcuts) <= self.COLD_PIECES:
@@ -510,10 +519,7 @@ class HbmArray:
                     done = self._serve_pieces(runs, s, arrival, self.VECTOR_COST)
             if done is None:
                 if count < n:
-                    if count <= self.SCALAR_SHARES:
-                        done = self._serve_granules(lo, hi, first, count, s, arrival)
-                    else:
-                        done = self._serve_line(lo, hi, first, count, s, arrival)
+                    done = self._serve_line(lo, hi, first, count, s, arrival)
                 else:
                     done = self._serve_shares(lo, hi, s, arrival)
                 if self._cuts is not None:      # groups split where the shares differ
@@ -524,7 +530,7 @@ class HbmArray:
                 # Open rows may have made the timing differ inside a timing group: found
                 # again from the state when needed (it often converges, e.g. when idle).
                 self._tcuts = None
-            self.row_hits += (hi - lo) // bb
+        self.row_hits += (hi - lo) // bb
         e = done // refi                        # sync_refreshes(done), inline
         if e > self._seen_epoch:
             self.refreshes += (e - self._seen_epoch) * n
@@ -773,7 +779,8 @@ class HbmArray:
         for x0, x1, a, k, nbytes in pieces:
             before = mv[5][x0]
             if k == 1:
-                done, misses, stall = self._serve_granule(x0, a, nbytes, s, stalled)
+                done, misses, stall = self._serve_granule(a * self._n + x0, 1, self._g - nbytes,
+                                                          0, s, stalled)
             else:
                 done, misses, stall = self._serve_banks(x0, a, k, nbytes, s, stalled)
             size = x1 - x0
@@ -862,32 +869,25 @@ class HbmArray:
         return end
 
     # -- shares on scalars, one by one ------------------------------------------------------
-    def _serve_granules(self, lo: int, hi: int, first: int, count: int, s: int,
-                        arrival: int) -> int:
-        """Granules ``first .. first+count-1`` (fewer than pseudo-channels: one per share) of
-        the burst range ``[lo, hi)``; returns the last share's end."""
-        n, g = self._n, self._g
-        stalled = s != arrival
-        last = first + count - 1
-        done_all = misses_all = stalls = 0
-        serve = self._serve_granule
-        for granule in range(first, last + 1):
-            nbytes = g
-            if granule == first:
-                nbytes -= lo - first * g
-            if granule == last:
-                nbytes -= (last + 1) * g - hi
-            done, misses, stall = serve(granule % n, granule // n, nbytes, s, stalled)
-            misses_all += misses
-            stalls += stall
-            if done > done_all:
-                done_all = done
-        self.activations += misses_all
-        self.row_misses += misses_all
-        self.row_hits -= misses_all
-        self.refresh_stalls += stalls
-        self.steps += count
-        return done_all
+    def _cut_granules(self, first: int, count: int, front: int, back: int) -> None:
+        """Groups after granules ``first .. first+count-1`` (fewer than pseudo-channels, or one)
+        were served one by one, ``front`` / ``back`` bytes off the first / last: split around
+        the run (the points of :meth:`_runs`)."""
+        n = self._n
+        f0 = first % n
+        if count == 1:                          # its own group, timing state included
+            self._add_cuts((f0, f0 + 1))
+            return
+        end = f0 + count
+        points = [f0, end] if end <= n else [end - n, f0]   # (0 and n: no cuts)
+        if front:
+            points.append(f0 + 1)
+        if back:
+            points += ((end - 1) % n, (end - 1) % n + 1)
+        self._cuts = self._with_points(self._cuts, points)
+        # Open rows may have made the timing differ inside a timing group: found again from
+        # the state when needed.
+        self._tcuts = None
 
     def _serve_line(self, lo: int, hi: int, first: int, count: int, s: int,
                     arrival: int) -> int:
@@ -978,63 +978,96 @@ class HbmArray:
         return int(done.max())
 
     def _granule_server(self):
-        """``serve(pc, a, nbytes, s, stalled) -> (end, activations, refresh stalls)``: one share
-        of one granule (local granule ``a``: one bank, one row) on pseudo-channel ``pc``,
-        updating its state. A closure over the constants: the hot path of small accesses."""
-        B, group, bb, bw = self._B, self._group, self._bb, self._bw
+        """``serve(first, count, front, back, s, stalled) -> (end, activations, refresh
+        stalls)``: granules ``first .. first+count-1`` (one share each: one bank, one row),
+        ``front`` bytes off the first and ``back`` off the last, served one by one in order on
+        their pseudo-channels, updating them; the end is the latest. A closure over the
+        constants with the loop inside: the hot path of small accesses."""
+        n, B, g, group, bb, bw, xg = (self._n, self._B, self._g, self._group, self._bb, self._bw,
+                                      self._xg)
         refi, rfc, rcd, cl, rp, ras, tact = (self._refi, self._rfc, self._rcd, self._cl,
                                              self._rp, self._ras, self._act)
         bus_free, act_free, epoch, open_row, act_at, pc_busy = self._mv
         closed_row, stretch = self._closed_row, self._stretch
 
-        def serve(pc: int, a: int, nbytes: int, s: int, stalled: bool) -> tuple[int, int, int]:
-            busy = bus_free[pc]
-            begin = busy if busy > s else s
-            begin_epoch = begin // refi
-            row0 = pc * B
-            if begin_epoch > epoch[pc]:         # refreshed since last use: banks precharged
-                open_row[row0:row0 + B] = closed_row
-            i = row0 + a % B
-            r = a // group
-            opened, act0 = open_row[i], act_at[i]
-            open_row[i] = r                     # open-page policy
-            if opened == r:                     # hit: tCL once the row is ready
-                miss, wait = 0, cl
-                t = act0 + rcd
-                if t < s:
-                    t = s
-            else:                               # precharge (after tRAS) if open, activate
-                miss, wait = 1, rcd + cl
-                if opened >= 0:
-                    t = act0 + ras
+        def serve(first: int, count: int, front: int, back: int, s: int,
+                  stalled: bool) -> tuple[int, int, int]:
+            a, pc = divmod(first, n)
+            bank, r = a % B, a // group
+            last = count - 1
+            done_all = misses_all = stalls = 0
+            # s is not inside a refresh window: the windows matter from quiet_end on only.
+            s_epoch = s // refi
+            quiet_end = (s_epoch + 1) * refi
+            for j in range(count):
+                if pc == n:                     # wrapped: the next local granule
+                    pc, a = 0, a + 1
+                    bank, r = a % B, a // group
+                busy = bus_free[pc]
+                begin_epoch = busy // refi if busy > s else s_epoch
+                row0 = pc * B
+                if begin_epoch > epoch[pc]:     # refreshed since last use: banks precharged
+                    open_row[row0:row0 + B] = closed_row
+                i = row0 + bank
+                opened, act0 = open_row[i], act_at[i]
+                open_row[i] = r                 # open-page policy
+                if opened == r:                 # hit: tCL once the row is ready
+                    miss, wait = 0, cl
+                    t = act0 + rcd
                     if t < s:
                         t = s
-                    t += rp
+                else:                           # precharge (after tRAS) if open, activate
+                    miss, wait = 1, rcd + cl
+                    if opened >= 0:
+                        t = act0 + ras
+                        if t < s:
+                            t = s
+                        t += rp
+                    else:
+                        t = s
+                    af = act_free[pc]
+                    if af > t:
+                        t = af
+                if t >= quiet_end:              # not inside a refresh window
+                    e = t // refi
+                    if t - e * refi < rfc:
+                        t = e * refi + rfc
+                if miss:
+                    act_at[i] = t
+                    act_free[pc] = t + tact
+                ready = t + wait
+                if ready > quiet_end and (t < quiet_end or t % refi + wait > refi):
+                    ready = stretch(t, wait)
+                start = ready if ready > busy else busy
+                if start >= quiet_end:
+                    e = start // refi
+                    if start - e * refi < rfc:
+                        start = e * refi + rfc
+                if j and j != last or not (front or back):
+                    nbytes, work = g, xg
+                else:                           # the first or last granule, trimmed
+                    nbytes = g - (0 if j else front) - (back if j == last else 0)
+                    work = -(-nbytes * SEC // bw)
+                done = start + work
+                if done > quiet_end:
+                    if start < quiet_end or start % refi + work > refi:
+                        done = stretch(start, work)
+                    done_epoch = (done - 1) // refi
                 else:
-                    t = s
-                af = act_free[pc]
-                if af > t:
-                    t = af
-            e = t // refi                       # not inside a refresh window
-            if e and t - e * refi < rfc:
-                t = e * refi + rfc
-            if miss:
-                act_at[i] = t
-                act_free[pc] = t + tact
-            ready = t + wait if t % refi + wait <= refi else stretch(t, wait)
-            start = ready if ready > busy else busy
-            e = start // refi
-            if e and start - e * refi < rfc:
-                start = e * refi + rfc
-            work = -(-nbytes * SEC // bw)
-            done = start + work if start % refi + work <= refi else stretch(start, work)
-            done_epoch = (done - 1) // refi
-            epoch[pc] = done_epoch
-            bus_free[pc] = done
-            pc_busy[pc] += done - start
-            if done_epoch != begin_epoch:       # rows reopened after the refresh
-                return done, miss + min(done_epoch - begin_epoch, nbytes // bb - miss), 1
-            return done, miss, 1 if stalled else 0
+                    done_epoch = s_epoch
+                epoch[pc] = done_epoch
+                bus_free[pc] = done
+                pc_busy[pc] += done - start
+                if done_epoch != begin_epoch:   # rows reopened after the refresh
+                    miss += min(done_epoch - begin_epoch, nbytes // bb - miss)
+                    stalls += 1
+                elif stalled:
+                    stalls += 1
+                misses_all += miss
+                if done > done_all:
+                    done_all = done
+                pc += 1
+            return done_all, misses_all, stalls
 
         return serve
 
