@@ -247,10 +247,12 @@ class _Patterns:
     visits several rows). ``fields`` (9 x kind): bank of ``a``, row of ``a``, (bank, row)
     pairs, longest row chain x tRC, banks touched, latest offset, data time of ``k`` granules,
     of the first granule, bursts. ``last_is_r0`` (kind): the first bank's last row is
-    ``a``'s row. ``touched_all`` / ``always_all`` / ``always_any``: per kind, over banks."""
+    ``a``'s row. ``touched_all`` / ``always_all`` / ``always_any``: per kind, over banks.
+    ``rows0`` / ``flags0`` / ``scalars``: kind 0's rows, flags and first six fields (+
+    ``last_is_r0``) unpacked, for the paths serving one share."""
 
     __slots__ = ("rows", "flags", "fields", "last_is_r0", "touched_all", "always_all",
-                 "always_any", "aligned", "scalars")
+                 "always_any", "aligned", "rows0", "flags0", "scalars")
 
 
 #: (geometry, timing) -> (decompositions, row patterns, share layouts): pure functions of their
@@ -336,6 +338,7 @@ class HbmArray:
             self.bus_free, self.act_free, self.epoch, self._open_row, self._act_at,
             self.pc_busy_ps))
         self._closed_row = memoryview(np.full(B, -1, _I64))
+        self._open_flat, self._act_flat = self._open_row.reshape(-1), self._act_at.reshape(-1)
         self._wrap = np.arange(2 * n) % n       # pcs of consecutive granules from any pc
         self._arB = np.arange(n, dtype=_I64) * B
         # Bools of a bank row as 64-bit words, counted by popcount (numpy >= 2).
@@ -430,18 +433,19 @@ class HbmArray:
         pseudo-channels, the rows it leaves open and their activation times."""
         opens, acts = self._open_row, self._act_at
         for x0, x1, p, rb, base, s, act in self._banks_due:
-            t = np.add(p.rows[2, 0], base)
+            _, last_rows, offsets = p.rows0
+            t = np.add(offsets, base)
             np.maximum(t, s, out=t)
-            rows = p.rows[1, 0] + rb if rb else p.rows[1, 0]
+            rows = last_rows + rb if rb else last_rows
             if p.touched_all[0]:
                 acts[x0:x1] = t
                 opens[x0:x1] = rows
             else:
-                touched = p.flags[0, 0]
+                touched = p.flags0[0]
                 np.copyto(acts[x0:x1], t, where=touched)
                 opens[x0:x1] = np.where(touched, rows, -1)
             if act is not None:
-                acts[x0:x1, int(p.fields[0, 0])] = act
+                acts[x0:x1, p.scalars[0]] = act
         self._banks_due = []
 
     def _fold_busy(self) -> None:
@@ -541,13 +545,14 @@ class HbmArray:
     def _add_cuts(self, points) -> None:
         """Pseudo-channels on either side of each point may differ from now on (in the whole
         state, ``_cuts``, and in the timing state, ``_tcuts``)."""
-        self._cuts = self._with_points(self._cuts, points)
-        self._tcuts = self._with_points(self._tcuts, points)
+        self._cuts = self._with_points(self._cuts, points, self.GROUPS_MAX)
+        # (timing groups only serve the cold path: unknown past COLD_PIECES, found again then)
+        self._tcuts = self._with_points(self._tcuts, points, self.COLD_PIECES)
         self._coarser_tcuts()
 
-    def _with_points(self, cuts: list[int] | None, points) -> list[int] | None:
+    def _with_points(self, cuts: list[int] | None, points, most: int) -> list[int] | None:
         """``cuts`` (sorted group starts) with the inner ``points`` added, or None (groups
-        unknown) when that makes more than GROUPS_MAX."""
+        unknown) when that makes more than ``most``."""
         if cuts is None:
             return None
         n = self._n
@@ -556,13 +561,14 @@ class HbmArray:
                 i = bisect_left(cuts, x)
                 if i == len(cuts) or cuts[i] != x:
                     cuts.insert(i, x)
-        return None if len(cuts) > self.GROUPS_MAX else cuts
+        return None if len(cuts) > most else cuts
 
     def _coarser_tcuts(self) -> None:
         # Groups of identical whole state have identical timing state too: the fewer groups
         # of the two are the timing groups (the cold path costs one share per group).
         cuts = self._cuts
-        if cuts is not None and (self._tcuts is None or len(cuts) < len(self._tcuts)):
+        if (cuts is not None and len(cuts) <= self.COLD_PIECES
+                and (self._tcuts is None or len(cuts) < len(self._tcuts))):
             self._tcuts = list(cuts)
 
     def _retcut(self) -> None:
@@ -789,8 +795,8 @@ class HbmArray:
                 self.bus_free[sl] = done
                 self.epoch[sl] = mv[2][x0]
                 self.act_free[sl] = mv[1][x0]
-                self.open_row[sl] = self.open_row[x0]
-                self.act_at[sl] = self.act_at[x0]
+                self._open_row[sl] = self._open_row[x0]
+                self._act_at[sl] = self._act_at[x0]
                 self.pc_busy_ps[sl] += mv[5][x0] - before
             misses_all += misses * size
             stalls_all += stall * size
@@ -884,7 +890,7 @@ class HbmArray:
             points.append(f0 + 1)
         if back:
             points += ((end - 1) % n, (end - 1) % n + 1)
-        self._cuts = self._with_points(self._cuts, points)
+        self._cuts = self._with_points(self._cuts, points, self.GROUPS_MAX)
         # Open rows may have made the timing differ inside a timing group: found again from
         # the state when needed.
         self._tcuts = None
@@ -1080,11 +1086,12 @@ class HbmArray:
         B, refi, rcd, cl, rp, tact = self._B, self._refi, self._rcd, self._cl, self._rp, self._act
         rb, a_rel = divmod(a, self._group)
         p = self._patterns(a_rel, k)            # kind 0: local granules [a_rel, a_rel + k)
-        first_rows, last_rows, offsets = p.rows[:, 0]
+        first_rows, last_rows, offsets = p.rows0
+        touched, if_new, always = p.flags0
         b0, r0, pairs, row_cycle, nbanks, max_offset, last_is_r0 = p.scalars
         r0 += rb
         bus_free, act_free, epoch, open_flat, act_flat, pc_busy = self._mv
-        opens, acts = self.open_row[pc], self.act_at[pc]
+        opens, acts = self._open_row[pc], self._act_at[pc]
         busy = bus_free[pc]
         begin = busy if busy > s else s         # when this share has the pseudo-channel
         begin_epoch = begin // refi
@@ -1128,10 +1135,10 @@ class HbmArray:
             t = offsets + (start - rcd - cl)
             np.maximum(t, s, out=t)
             if same is None:
-                changed = p.flags[0, 0]
+                changed = touched
             else:
-                changed = np.greater(p.flags[1, 0], same)
-                changed |= p.flags[2, 0]
+                changed = np.greater(if_new, same)
+                changed |= always
             np.copyto(acts, t, where=changed)
             if act is not None and last_is_r0:
                 act_flat[i0] = act
@@ -1142,7 +1149,7 @@ class HbmArray:
         if p.touched_all[0]:                    # open-page policy: last rows stay open
             np.add(last_rows, rb, out=opens)
         else:
-            np.copyto(opens, last_rows + rb, where=p.flags[0, 0])
+            np.copyto(opens, last_rows + rb, where=touched)
         done_epoch = (done - 1) // refi
         windows = done_epoch - begin_epoch
         if windows:                             # rows reopened after each refresh in the share
@@ -1185,6 +1192,7 @@ class HbmArray:
         p.always_all = several.all(axis=1).tolist()
         p.always_any = several.any(axis=1).tolist()
         p.aligned = None                        # decomposition of q granules on every pc
+        p.rows0, p.flags0 = tuple(p.rows[:, 0]), tuple(p.flags[:, 0])
         p.scalars = p.fields[:6, 0].tolist() + [bool(p.last_is_r0[0])]   # kind 0, as ints
         if len(self._pattern_cache) >= self.PATTERN_ENTRIES:
             self._pattern_cache.clear()
@@ -1377,8 +1385,8 @@ class HbmArray:
             same = opens == (d.first_rows + R if R else d.first_rows)
             misses = d.pairs - self._row_count(same)
             misses_total = d.pairs_total - int(np.count_nonzero(same))
-            open0 = opens.reshape(-1).take(d.b0flat)
-            act0 = acts.reshape(-1).take(d.b0flat)
+            open0 = self._open_flat.take(d.b0flat)
+            act0 = self._act_flat.take(d.b0flat)
             hit0 = open0 == (d.r0 + R)
             hits = int(np.count_nonzero(hit0))
             # First data: a hit waits tCL; a miss precharges (no earlier than tRAS after the
@@ -1387,9 +1395,8 @@ class HbmArray:
                 t_hit = act0 + rcd
                 np.maximum(t_hit, s, out=t_hit)
             if hits < m:
-                t = act0 + self._ras
-                np.maximum(t, s, out=t)
-                t += rp
+                t = act0 + (self._ras + rp)
+                np.maximum(t, s + rp, out=t)
                 closed = open0 < 0
                 if np.count_nonzero(closed):
                     t[closed] = s
@@ -1454,9 +1461,9 @@ class HbmArray:
                 elif moved is not False:
                     moved = moved & ~hit0 if hits else moved
                 if moved is None:
-                    acts.reshape(-1)[d.b0flat] = act
+                    self._act_flat[d.b0flat] = act
                 elif moved is not False:
-                    acts.reshape(-1)[d.b0flat[moved]] = act[moved]
+                    self._act_flat[d.b0flat[moved]] = act[moved]
             if n_more:
                 t = base + d.max_offset
                 np.maximum(t, last_act, out=t)
@@ -1471,16 +1478,22 @@ class HbmArray:
         else:
             np.copyto(opens, last_rows, where=d.touched)
         # Refresh: stalls, and rows reopened after each window inside a share.
-        done_epoch = done - 1
-        done_epoch //= refi
-        windows = done_epoch - begin_epoch
-        n_windows = int(np.count_nonzero(windows))
+        end = int(done.max())
+        s_epoch = s // refi
+        if end <= (s_epoch + 1) * refi:         # every share inside s's quiet interval
+            self.epoch.fill(s_epoch)
+            n_windows = 0
+        else:
+            done_epoch = done - 1
+            done_epoch //= refi
+            windows = done_epoch - begin_epoch
+            n_windows = int(np.count_nonzero(windows))
+            if n_windows:
+                extra = np.minimum(windows * d.nbanks, d.bursts - misses)
+                misses_total += int(extra.sum())
+            self.epoch[...] = done_epoch
         self.refresh_stalls += m if s != arrival else n_windows
-        if n_windows:
-            extra = np.minimum(windows * d.nbanks, d.bursts - misses)
-            misses_total += int(extra.sum())
         self.bus_free[...] = done
-        self.epoch[...] = done_epoch
         self.act_free[...] = new_af
         self.pc_busy_ps += done
         self.pc_busy_ps -= start
@@ -1488,4 +1501,4 @@ class HbmArray:
         self.row_misses += misses_total
         self.row_hits -= misses_total
         self.steps += 1
-        return int(done.max())
+        return end

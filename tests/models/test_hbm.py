@@ -597,3 +597,28 @@ def test_cold_pass_finds_the_groups_it_leaves():
     s0, s1 = arrays[0].state(), arrays[1].state()
     del s0["steps"], s1["steps"]
     assert s0 == s1
+
+
+def test_granule_loop_equals_the_numpy_line_at_wraps_trims_and_windows():
+    """Small ranges served granule by granule in one scalar loop (the hot path) give the same
+    times, counters and state as one numpy pass over their shares, for ranges wrapping from
+    the last pseudo-channel to the first, trimmed at either end, and arrivals or data just
+    before, inside and across refresh windows."""
+    n, g = GEO.n_pseudo_channels, GEO.interleave_bytes
+    refi, rfc = Q["tREFI"], Q["tRFC"]
+    loop, line = HbmArray(GEO, TIM), HbmArray(GEO, TIM)
+    line.SCALAR_SHARES = line.GROUPS_MAX = line.RECUT_MAX = line.COLD_PIECES = 0
+    loop.GROUPS_MAX = 0                     # (no groups: the loop whatever the state)
+    for a in (loop, line):
+        a.reset()
+    starts = [(n - 3) * g, (n - 1) * g + 100, 5 * g + 64, 17, 3 * n * g - 70]
+    lengths = [2 * g, 5 * g - 64, 200, 12 * g + 1, 24 * g - 100]
+    times = sorted(k * refi + x for k in (1, 2, 3)
+                   for x in (rfc + 1, -1, -20 * NS, -35 * NS, rfc // 2))
+    for i, at in enumerate(times):
+        for j, (offset, length) in enumerate(zip(starts, lengths)):
+            offset += (i * 7 + j) * n * g * GEO.banks        # other rows, same banks
+            assert loop.access(offset, length, at) == line.access(offset, length, at)
+    s0, s1 = loop.state(), line.state()
+    del s0["steps"], s1["steps"]
+    assert s0 == s1
