@@ -656,6 +656,16 @@ def test_gelu_erf_is_exact_gelu_and_elementwise(rng):
     assert nx.gelu_erf(np.float32([-20.0]))[0] == 0.0 and nx.gelu_erf(np.float32([0.0]))[0] == 0.0
 
 
+def gemm_both_paths(monkeypatch, *args, **kw):
+    """nx.gemm through the loop path and through the reduce path."""
+    results = []
+    for reduce_path in (False, True):
+        monkeypatch.setattr(nx, "_REDUCE_IS_SEQUENTIAL", reduce_path)
+        results.append(nx.gemm(*args, **kw))
+    monkeypatch.undo()
+    return results
+
+
 @pytest.mark.parametrize("shape", [(1, 768, 288), (1, 64, 17), (3, 65, 200), (8, 33, 500),
                                    (2, 1, 40), (1, 3000, 16), (5, 7, 9)])
 def test_gemm_reduce_path_gives_the_loop_bits(shape, monkeypatch):
@@ -670,10 +680,102 @@ def test_gemm_reduce_path_gives_the_loop_bits(shape, monkeypatch):
     if K > 3:
         b[3, ::5] = np.inf
         b[2, ::11] = np.nan
-    results = []
-    for lo, hi in ((1 << 40, 1 << 41), (0, 1 << 40)):     # loop only, then reduce only
-        monkeypatch.setattr(nx, "_REDUCE_MIN", lo)
-        monkeypatch.setattr(nx, "_REDUCE_MAX", hi)
-        results.append(nx.gemm(a, b, c))
     assert nx._REDUCE_IS_SEQUENTIAL
-    np.testing.assert_array_equal(results[0].view(np.uint32), results[1].view(np.uint32))
+    loop, red = gemm_both_paths(monkeypatch, a, b, c)
+    np.testing.assert_array_equal(loop.view(np.uint32), red.view(np.uint32))
+
+
+def awkward_operands(rng, M, K, N):
+    """a (M, K), b (K, N), c (M, N) with mixed magnitudes, signed zeros, inf and NaN."""
+    a = (rng.standard_normal((M, K)) * 10.0 ** rng.integers(-6, 6, (M, K))).astype(F32)
+    b = (rng.standard_normal((K, N)) * 10.0 ** rng.integers(-3, 3, (K, N))).astype(F32)
+    c = rng.standard_normal((M, N)).astype(F32)
+    a.flat[::13] = -0.0
+    b.flat[::29] = -0.0
+    c.flat[::3] = -0.0
+    if K * N > 40:
+        b.flat[7::41] = np.inf
+        b.flat[11::53] = -np.inf
+        a.flat[5::67] = np.nan
+    return a, b, c
+
+
+def canonical_nan(x):
+    """uint32 bits of x with every NaN replaced by one quiet NaN (signed zeros kept)."""
+    return np.where(np.isnan(x), F32(np.nan), x).view(np.uint32)
+
+
+GEMM_SHAPES = [  # (M, K, N): the board's tiles, the reference's whole layers, edge cases
+    (1, 768, 384), (8, 768, 384), (1, 3072, 96), (8, 3072, 96), (1, 768, 96), (8, 768, 96),
+    (1, 768, 192), (8, 768, 192), (1, 768, 832), (1, 64, 12), (1, 12, 64), (8, 64, 8),
+    (8, 8, 64), (1, 768, 5456), (8, 300, 2304),
+    (1, 1, 1), (1, 1, 300), (3, 1, 7), (1, 500, 1), (7, 33, 1), (2, 5, 3), (1, 17, 15),
+    (1, 9, 16), (5, 31, 159), (2, 40, 160), (1, 40, 255), (1, 40, 256), (3, 19, 257)]
+
+
+@pytest.mark.parametrize("shape", GEMM_SHAPES)
+def test_gemm_reduce_path_matches_the_loop_on_awkward_operands(shape, monkeypatch):
+    """Bits of the fast path == bits of the definitional loop: with and without c, b_scale,
+    transposed layouts, bf16 and int8 operands, signed zeros, inf and NaN."""
+    M, K, N = shape
+    rng = np.random.default_rng(M * 100003 + K * 101 + N)
+    a, b, c = awkward_operands(rng, M, K, N)
+    s = rng.uniform(1e-3, 1e-1, N).astype(F32)
+    q = rng.integers(-127, 128, (K, N)).astype(np.int8)
+    cases = [((a, b), {}), ((a, b, c), {}), ((a, b, c), {"b_scale": s}),
+             ((a.T.copy(), b.T.copy(), c), {"trans_a": True, "trans_b": True}),
+             ((nx.to_bf16(a), nx.to_bf16(b), c), {}), ((a, q, c), {"b_scale": s})]
+    for args, kw in cases:
+        loop, red = gemm_both_paths(monkeypatch, *args, **kw)
+        assert same_bits(loop.view(np.uint32), red.view(np.uint32)), kw
+    if M * K * N <= 20000:      # the scalar definition itself (NaN sign and payload aside)
+        with np.errstate(invalid="ignore"):
+            want = gemm_scalar_reference(a, b, c)
+        assert same_bits(canonical_nan(nx.gemm(a, b, c)), canonical_nan(want))
+
+
+def test_gemm_negative_zero_accumulator_survives_negative_zero_products():
+    """-0 + -0 = -0 but -0 + +0 = +0: the products must keep their signed zeros."""
+    a = np.float32([[-0.0, 1.0, -2.0]])
+    b = np.zeros((3, 20), F32)
+    b[1, ::2] = -0.0
+    c = np.full((1, 20), -0.0, F32)
+    got = nx.gemm(a, b, c)
+    want = gemm_scalar_reference(a, b, c)
+    assert same_bits(got.view(np.uint32), want.view(np.uint32))
+    assert np.signbit(got).any() and not np.signbit(got).all()
+
+
+def test_gemm_bits_do_not_depend_on_numpy_buffer_size(rng):
+    """The products are computed with numpy's buffer size changed and restored; a caller's
+    own buffer size changes neither the bits nor is it left changed."""
+    a, b, c = awkward_operands(rng, 8, 200, 384)
+    want = nx.gemm(a, b, c)
+    before = np.getbufsize()
+    for size in (16, 64, 8192, 1 << 20):
+        old = np.setbufsize(size)
+        try:
+            for n in (96, 384):
+                got = nx.gemm(a[:, :], b[:, :n], c[:, :n])
+                assert same_bits(got.view(np.uint32), want[:, :n].view(np.uint32))
+            assert np.getbufsize() == size
+        finally:
+            np.setbufsize(old)
+    assert np.getbufsize() == before
+
+
+def test_reduce_guard_rejects_other_reductions(monkeypatch):
+    """_reduce_is_sequential notices when the reduction is not the k-ascending chain: numpy's
+    pairwise sum over a contiguous k axis, or a chain started from +0 instead of acc."""
+    def pairwise(acc, a_km, b_kn):
+        p = np.ascontiguousarray((a_km[:, :, None] * b_kn[:, None, :]).transpose(1, 2, 0))
+        acc += np.add.reduce(p, axis=-1)                       # (M, N, K): k contiguous
+
+    def from_plus_zero(acc, a_km, b_kn):
+        staged = np.concatenate([acc[None], a_km[:, :, None] * b_kn[:, None, :]])
+        np.add.reduce(staged, axis=0, out=acc)                 # numpy's +0.0 start
+
+    assert nx._reduce_is_sequential()
+    for wrong in (pairwise, from_plus_zero):
+        monkeypatch.setattr(nx, "_chain_reduce", wrong)
+        assert not nx._reduce_is_sequential(), wrong.__name__

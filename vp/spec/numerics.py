@@ -54,8 +54,7 @@ _DTYPE_NAMES = {"fp32": FP32, "float32": FP32, "bf16": BF16, "bfloat16": BF16, "
 GELU_SQRT_2_OVER_PI = F32(math.sqrt(2.0 / math.pi))   # 0x3F4C422A = 0.7978845834732056
 GELU_CUBIC = F32(0.044715)                             # 0x3D372713
 
-#: Products per call in gemm's staging buffer (4 MiB): big enough to amortise numpy's call
-#: overhead, small enough to stay in cache. It changes speed only, never bits.
+#: Products per block of the loop path's staging buffer (1 MiB). It changes speed only, never bits.
 _GEMM_STAGE_ELEMENTS = 1 << 18
 
 
@@ -200,10 +199,8 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, b_scale=None) -> np.ndar
             raise ValueError(f"gemm: c has shape {acc.shape}, expected {(M, N)}")
 
     with np.errstate(over="ignore", invalid="ignore"):
-        if _REDUCE_IS_SEQUENTIAL and _REDUCE_MIN <= M * N < _REDUCE_MAX:
-            _chain_reduce(acc, a_km, b_kn)
-        else:
-            _chain_loop(acc, a_km, b_kn)
+        if K and acc.size:
+            (_chain_reduce if _REDUCE_IS_SEQUENTIAL else _chain_loop)(acc, a_km, b_kn)
         if b_scale is not None:
             s = _f32(b_scale, "gemm b_scale").reshape(-1)
             if s.shape != (N,):
@@ -214,14 +211,15 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, b_scale=None) -> np.ndar
 
 def _chain_loop(acc: np.ndarray, a_km: np.ndarray, b_kn: np.ndarray) -> None:
     """acc += A·B as the k-ascending chain: products of a block of consecutive k in one call
-    (speed only), then added into acc one k at a time, exactly as the definition says."""
+    (speed only), then added into acc one k at a time, exactly as the definition says. The
+    reference implementation, and the fallback when :data:`_REDUCE_IS_SEQUENTIAL` is false."""
     (K, M), N = a_km.shape, b_kn.shape[1]
     block = max(1, min(K, _GEMM_STAGE_ELEMENTS // max(1, M * N)))
     products = np.empty((block, M, N), dtype=np.float32)        # (block, M, N)
     for k0 in range(0, K, block):
         k1 = min(K, k0 + block)
         p = products[:k1 - k0]
-        np.multiply(a_km[k0:k1, :, None], b_kn[k0:k1, None, :], out=p)  # (kb, M, N)
+        _products(p, a_km[k0:k1], b_kn[k0:k1])
         for p_k in p:
             np.add(acc, p_k, out=acc)
 
@@ -229,30 +227,69 @@ def _chain_loop(acc: np.ndarray, a_km: np.ndarray, b_kn: np.ndarray) -> None:
 def _chain_reduce(acc: np.ndarray, a_km: np.ndarray, b_kn: np.ndarray) -> None:
     """The same chain with one ``np.add.reduce`` over axis 0 per block of k: row 0 holds acc,
     rows 1.. the products. Reducing the outer (non-contiguous) axis of a C-contiguous array,
-    numpy adds whole rows in order, i.e. exactly the chain; :data:`_REDUCE_IS_SEQUENTIAL`
-    checks that at import on a case where any other grouping gives other bits. Faster than
-    the loop when M·N is small (a tile of a few hundred columns), slower when it is large."""
+    numpy adds whole rows in order to its initial value -0.0 (``-0.0 + x == x`` for every x,
+    signed zeros and NaN included), i.e. exactly the chain; :data:`_REDUCE_IS_SEQUENTIAL`
+    checks that at import on cases where any other grouping gives other bits. One numpy call
+    per block instead of one per k: faster than the loop on every shape measured (M = 1..8,
+    N = 12..50257).
+
+    Tiles of fewer than :data:`_REDUCE_MIN_LANES` lanes (M·N) get zero columns appended, so
+    the lane axis is never one numpy could fold away and reduce k as the contiguous inner
+    loop (pairwise summation). The padded lanes add zeros and are dropped at the end."""
     (K, M), N = a_km.shape, b_kn.shape[1]
-    block = max(1, min(K, _REDUCE_STAGE_ELEMENTS // (M * N)))
-    staged = np.empty((block + 1, M, N), dtype=np.float32)      # (1 + block, M, N)
+    Np = N if M * N >= _REDUCE_MIN_LANES else -(-_REDUCE_MIN_LANES // M)   # padded columns
+    block = max(1, min(K, _REDUCE_STAGE_ELEMENTS // (M * Np)))
+    if Np == N:
+        out = acc
+        staged = np.empty((block + 1, M, N), dtype=np.float32)  # (1 + block, M, N)
+    else:
+        out = np.zeros((M, Np), dtype=np.float32)               # (M, Np)
+        out[:, :N] = acc
+        staged = np.zeros((block + 1, M, Np), dtype=np.float32)
     for k0 in range(0, K, block):
         k1 = min(K, k0 + block)
-        staged[0] = acc
-        np.multiply(a_km[k0:k1, :, None], b_kn[k0:k1, None, :], out=staged[1:k1 - k0 + 1])
-        np.add.reduce(staged[:k1 - k0 + 1], axis=0, out=acc)
+        staged[0] = out
+        _products(staged[1:k1 - k0 + 1, :, :N], a_km[k0:k1], b_kn[k0:k1])
+        # initial=-0.0: numpy would otherwise start from +0.0, and +0 + acc loses acc = -0.
+        np.add.reduce(staged[:k1 - k0 + 1], axis=0, out=out, initial=_NEG_ZERO)
+    if out is not acc:
+        acc[...] = out[:, :N]
 
 
-#: M·N range where the reduce path is used (below 16 numpy may reduce the k axis as the
-#: contiguous inner loop, with pairwise summation; from 4096 the loop is faster).
-_REDUCE_MIN, _REDUCE_MAX = 16, 4096
-#: Elements per staged block of the reduce path (256 KiB: stays in cache).
-_REDUCE_STAGE_ELEMENTS = 1 << 16
+def _products(out: np.ndarray, a_km: np.ndarray, b_kn: np.ndarray) -> None:
+    """out[k, m, n] = fp32(a_km[k, m] * b_kn[k, n]): one correctly rounded multiply each."""
+    M, N = a_km.shape[1], b_kn.shape[1]
+    if N < (_UNBUFFERED_MIN_N if M == 1 else _UNBUFFERED_MIN_N_MULTIROW):
+        np.multiply(a_km[:, :, None], b_kn[:, None, :], out=out)
+        return
+    # Speed only: with its default buffer numpy copies the broadcast operands into buffers
+    # spanning several rows (~0.1 ns an element); a 16-element buffer makes it run one
+    # unbuffered inner loop per row instead, cheaper for long rows. Same products either way.
+    old = np.setbufsize(16)
+    try:
+        np.multiply(a_km[:, :, None], b_kn[:, None, :], out=out)
+    finally:
+        np.setbufsize(old)
+
+
+_NEG_ZERO = F32(-0.0)
+#: Products per staged block of the reduce path (4 MiB). Big blocks amortise numpy's per-call
+#: setup; 2^20 was fastest on the e2e shapes (2^16 took up to 2x longer). Speed only.
+_REDUCE_STAGE_ELEMENTS = 1 << 20
+#: Fewest lanes (M·N) the reduce path works on; narrower tiles are padded with zero columns.
+_REDUCE_MIN_LANES = 16
+#: Row length N from which the products are computed unbuffered (see _products), for M = 1
+#: and for M > 1 (where numpy buffers both broadcast operands). Speed only.
+_UNBUFFERED_MIN_N, _UNBUFFERED_MIN_N_MULTIROW = 256, 160
 
 
 def _reduce_is_sequential() -> bool:
-    """True when this numpy's axis-0 add.reduce gives the k-ascending chain's bits."""
+    """True when this numpy's axis-0 add.reduce gives the k-ascending chain's bits (checked
+    on narrow, padded, wide and multi-row tiles, through both ways of computing products,
+    and on signed zeros)."""
     rng = np.random.default_rng(7)
-    for M, N, K in ((1, 16, 300), (3, 17, 513), (16, 255, 70)):
+    for M, N, K in ((1, 16, 300), (3, 17, 513), (16, 255, 70), (1, 3, 200), (2, 5, 40),
+                    (1, 300, 40), (4, 200, 30), (1, 9000, 9)):
         a_km = rng.standard_normal((K, M)).astype(np.float32) * np.float32(1e4)
         b_kn = rng.standard_normal((K, N)).astype(np.float32)
         b_kn[::7] *= np.float32(1e-4)                 # mixed magnitudes: grouping shows
@@ -262,7 +299,10 @@ def _reduce_is_sequential() -> bool:
         _chain_reduce(red, a_km, b_kn)
         if not np.array_equal(loop.view(np.uint32), red.view(np.uint32)):
             return False
-    return True
+    # Signed zeros: acc = -0 plus -0 products stays -0 (a reduction starting at +0 gives +0).
+    red = np.full((1, 16), -0.0, np.float32)
+    _chain_reduce(red, np.full((3, 1), -0.0, np.float32), np.ones((3, 16), np.float32))
+    return bool(np.signbit(red).all())
 
 
 _REDUCE_IS_SEQUENTIAL = _reduce_is_sequential()
