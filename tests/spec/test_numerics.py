@@ -779,3 +779,61 @@ def test_reduce_guard_rejects_other_reductions(monkeypatch):
     for wrong in (pairwise, from_plus_zero):
         monkeypatch.setattr(nx, "_chain_reduce", wrong)
         assert not nx._reduce_is_sequential(), wrong.__name__
+
+
+def causal_softmax_by_rows(x, scale, pos0):
+    """The causal softmax's definition, one row at a time: the plain softmax of the visible
+    prefix, zeros after it."""
+    out = np.zeros_like(x)
+    for r in range(x.shape[-2]):
+        n = min(x.shape[-1], pos0 + r + 1)
+        out[..., r, :n] = nx.softmax(np.ascontiguousarray(x[..., r, :n]), scale=scale)
+    return out
+
+
+@pytest.mark.parametrize("lead, rows, cols, pos0", [
+    ((), 8, 8, 0), ((12,), 8, 8, 0), ((3,), 5, 40, 20), ((2, 3), 7, 9, 1), ((), 1, 16, 3),
+    ((4,), 24, 24, 0), ((), 30, 5, 0), ((2,), 6, 33, 31), ((), 3, 1, 0), ((5,), 1, 10, 9),
+    ((), 9, 200, 150), ((), 0, 8, 0), ((2,), 4, 0, 0)])
+def test_causal_softmax_matches_row_by_row_definition(lead, rows, cols, pos0):
+    """All rows at once (masked max, ragged sum trees) == each row's prefix softmax, with
+    infinities, NaN, huge and tiny values in visible and hidden columns."""
+    rng = np.random.default_rng(rows * 1000 + cols * 10 + pos0)
+    x = (rng.standard_normal(lead + (rows, cols)) * 10.0 ** rng.integers(-4, 4, lead + (rows, cols))
+         ).astype(F32)
+    if x.size > 20:
+        x.flat[3::17] = -np.inf
+        x.flat[5::29] = np.inf
+        x.flat[7::37] = np.nan
+        x.flat[9::23] = F32(3e38)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for scale in (0.125, 1.0):
+            got = nx.softmax(x, scale=scale, causal=True, pos0=pos0)
+            want = causal_softmax_by_rows(x, scale, pos0)
+            assert same_bits(got, want)
+
+
+def test_row_sum_buffers_are_per_thread_and_per_shape(rng):
+    """row_sum reuses a working buffer per shape and thread: concurrent calls, shapes beyond
+    the cache and many shapes in turn all give the tree's bits."""
+    import threading
+    xs = [randn(rng, r, n, scale=10.0 ** int(rng.integers(-3, 4)))
+          for r, n in ((1, 768), (8, 768), (3, 5), (1, 1), (300, 301), (2, 70000))]
+    want = [np.array([tree_reference(row) for row in x], F32) for x in xs]
+    errors = []
+
+    def worker():
+        for _ in range(30):
+            for x, w in zip(xs, want):
+                if not same_bits(nx.row_sum(x), w):
+                    errors.append(x.shape)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for n in range(1, 80):                       # more shapes than the cache holds
+        x = randn(rng, 2, n)
+        assert same_bits(nx.row_sum(x), np.array([tree_reference(r) for r in x], F32))

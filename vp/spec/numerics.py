@@ -31,7 +31,9 @@ This module is part of the hardware/software contract (``vp.spec``): stdlib and 
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 
 import numpy as np
 
@@ -395,15 +397,55 @@ def row_sum(x) -> np.ndarray:
     lead, n = x.shape[:-1], x.shape[-1]
     if n == 0:
         return np.zeros(lead, dtype=np.float32)
-    # One working copy folded in place: after a step the row is v[:, :n - h] (the h sums,
-    # then the odd middle element, which already sits at column h). The two halves of an
-    # add never overlap (n - h >= h), so each step is the same elementwise add as above.
-    v = np.array(x.reshape(-1, n), dtype=np.float32, order="C", copy=True)   # (R, n)
-    while n > 1:
-        h = n // 2
-        np.add(v[:, :h], v[:, n - h:n], out=v[:, :h])
-        n -= h
-    return v[:, 0].reshape(lead).copy()
+    return _tree_sum(x.reshape(-1, n)).reshape(lead)
+
+
+def _tree_sum(rows: np.ndarray, square: bool = False) -> np.ndarray:
+    """row_sum of an (R, n) fp32 array (n >= 1), or with ``square`` of its elementwise square
+    ``rows * rows``, as a new (R,) array.
+
+    The rows are copied as the columns of a working buffer v (n, R), which is folded in place:
+    after a step the rows are v[:n - h] (the h sums, then the odd middle element, which
+    already sits at row h). The two halves of an add never overlap (n - h >= h), so each step
+    is the same elementwise add as in the docstring of row_sum. (Transposed so that each
+    half is one contiguous block: faster than folding strided columns.)"""
+    buf, folds = _tree_plan(*rows.shape)
+    if square:
+        np.multiply(rows.T, rows.T, out=buf)
+    else:
+        np.copyto(buf, rows.T)
+    for low, high in folds:
+        np.add(low, high, out=low)
+    return buf[0].copy()
+
+
+_TREE_PLANS = threading.local()
+_TREE_PLAN_MAX_ELEMENTS = 1 << 16
+
+
+def _tree_plan(R: int, n: int):
+    """(buffer (n, R), [(low half, high half) of each step]) for row sums of R rows of n.
+
+    Speed only: creating the slice views costs about as much as the small adds themselves, so
+    each thread keeps the buffer and views of small shapes (at most 64 shapes of <= 256 KiB;
+    larger ones are built per call)."""
+    plans = getattr(_TREE_PLANS, "plans", None)
+    if plans is None:
+        plans = _TREE_PLANS.plans = {}
+    plan = plans.get((R, n))
+    if plan is None:
+        buf = np.empty((n, R), dtype=np.float32)                # (n, R)
+        folds = []
+        while n > 1:
+            h = n // 2
+            folds.append((buf[:h], buf[n - h:n]))
+            n -= h
+        plan = (buf, folds)
+        if buf.size <= _TREE_PLAN_MAX_ELEMENTS:
+            if len(plans) >= 64:
+                plans.clear()
+            plans[(R, buf.shape[0])] = plan
+    return plan
 
 
 def softmax(x, *, scale=1.0, causal=False, pos0=0) -> np.ndarray:
@@ -439,22 +481,59 @@ def softmax(x, *, scale=1.0, causal=False, pos0=0) -> np.ndarray:
 
 
 def _softmax_rows(s: np.ndarray) -> np.ndarray:
+    if s.shape[-1] == 0:
+        return s
     m = s.max(axis=-1, keepdims=True)                          # (..., R, 1)
-    e = np.exp(s - m)                                          # (..., R, C)
-    return e / row_sum(e)[..., None]
+    e = np.exp(np.subtract(s, m, out=s))                       # (..., R, C); s is ours
+    sums = _tree_sum(e.reshape(-1, e.shape[-1]))               # (rows,)
+    return np.divide(e, sums.reshape(e.shape[:-1] + (1,)), out=e)  # in place: same bits
 
 
 def _causal_softmax(s: np.ndarray, pos0: int) -> np.ndarray:
-    """Row r of s (..., R, C) over its first pos0 + r + 1 columns; zeros after them."""
+    """Row r of s (..., R, C) over its first pos0 + r + 1 columns; zeros after them.
+
+    All rows at once: the hidden columns are set to -inf for the max (exact in any order, so
+    the max of the visible prefix), exp runs over whole rows (elementwise: the visible values
+    get the bits they get alone), and each row's sum is the row_sum tree of its own prefix
+    length (:func:`_prefix_tree_plan`); the divide writes the visible columns only."""
     rows, cols = s.shape[-2], s.shape[-1]
-    out = np.zeros_like(s)
-    full = max(0, min(rows, cols - pos0 - 1))     # rows before this one see a prefix only
-    for r in range(full):                         # one call per distinct prefix length
-        n = pos0 + r + 1
-        out[..., r, :n] = _softmax_rows(s[..., r, :n])
-    if full < rows:                               # every later row sees all columns
-        out[..., full:, :] = _softmax_rows(s[..., full:, :])
-    return out
+    if pos0 + 1 >= cols or rows == 0:                          # every row sees all columns
+        return _softmax_rows(s)
+    lead = s.shape[:-2]
+    visible, steps, firsts = _prefix_tree_plan(rows, cols, pos0)
+    s3 = s.reshape(-1, rows, cols)                             # (L, R, C)
+    masked = np.where(visible, s3, F32(-np.inf))               # (L, R, C)
+    m = masked.max(axis=-1, keepdims=True)                     # (L, R, 1)
+    e = np.exp(np.subtract(masked, m, out=masked))             # (L, R, C)
+    v = e.reshape(e.shape[0], -1).T.copy()                     # (R*C, L): one column per head
+    for dst, src in steps:
+        v[dst] = v[dst] + v[src]
+    sums = v[firsts].T.reshape(-1, rows, 1)                    # (L, R, 1)
+    out = np.zeros_like(e)
+    np.divide(e, sums, out=out, where=visible)
+    return out.reshape(lead + (rows, cols))
+
+
+@functools.lru_cache(maxsize=256)
+def _prefix_tree_plan(rows: int, cols: int, pos0: int):
+    """For causal rows r of length n_r = min(cols, pos0 + r + 1): the (R, C) visibility mask,
+    the row_sum tree steps of all rows as flat (dst, src) index arrays into a row-major (R, C)
+    layout (step t holds every row's t-th fold), and the flat index of each row's sum."""
+    lengths = [min(cols, pos0 + r + 1) for r in range(rows)]
+    visible = np.arange(cols)[None, :] < np.array(lengths)[:, None]
+    steps = []
+    while max(lengths) > 1:
+        dst, src = [], []
+        for r, n in enumerate(lengths):
+            if n > 1:
+                h = n // 2
+                dst.extend(range(r * cols, r * cols + h))
+                src.extend(range(r * cols + n - h, r * cols + n))
+                lengths[r] = n - h
+        steps.append((np.array(dst), np.array(src)))
+    for a in [visible, *(x for st in steps for x in st)]:
+        a.flags.writeable = False
+    return visible, tuple(steps), np.arange(rows) * cols
 
 
 def _norm_operands(x, op: str, *vectors):
@@ -479,11 +558,17 @@ def layernorm(x, gamma, beta, eps) -> np.ndarray:
         y    = ((d / sqrt(var + eps)) * gamma) + beta    (sqrt correctly rounded)
     """
     x, gamma, beta = _norm_operands(x, "layernorm", gamma, beta)
-    n = F32(x.shape[-1])
-    mean = row_sum(x) / n                                      # (...,)
-    d = x - mean[..., None]                                    # (..., C)
-    var = row_sum(d * d) / n                                   # (...,)
-    return ((d / np.sqrt(var + F32(eps))[..., None]) * gamma) + beta
+    n = x.shape[-1]
+    if n == 0:
+        return x.copy()
+    rows = x.reshape(-1, n)                                    # (R, C)
+    mean = _tree_sum(rows) / F32(n)                            # (R,)
+    d = rows - mean[:, None]                                   # (R, C)
+    var = _tree_sum(d, square=True) / F32(n)                   # (R,)
+    y = np.divide(d, np.sqrt(var + F32(eps))[:, None], out=d)  # in place: same bits, no copy
+    y *= gamma
+    y += beta
+    return y.reshape(x.shape)
 
 
 def rmsnorm(x, gamma, eps) -> np.ndarray:
@@ -493,8 +578,14 @@ def rmsnorm(x, gamma, eps) -> np.ndarray:
         y  = (x / sqrt(ms + eps)) * gamma
     """
     x, gamma = _norm_operands(x, "rmsnorm", gamma)
-    ms = row_sum(x * x) / F32(x.shape[-1])                     # (...,)
-    return (x / np.sqrt(ms + F32(eps))[..., None]) * gamma
+    n = x.shape[-1]
+    if n == 0:
+        return x.copy()
+    rows = x.reshape(-1, n)                                    # (R, C)
+    ms = _tree_sum(rows, square=True) / F32(n)                 # (R,)
+    y = rows / np.sqrt(ms + F32(eps))[:, None]                 # (R, C), a new array
+    y *= gamma
+    return y.reshape(x.shape)
 
 
 # ------------------------------------------------------------------------- rope and embed
