@@ -25,7 +25,7 @@ Cases (``<size>_<pattern>``):
 
 Each case runs ``count`` transactions on a fresh model per repetition; the figure is the median
 over repetitions of (wall / count), in microseconds. (Fresh models share the decomposition
-caches of :mod:`models.hbm_timing`, which depend on the geometry and timing only: from the
+caches of :mod:`models.hbm_ranges`, which depend on the geometry and timing only: from the
 second repetition on they are warm, as they are in a long run.)
 
 Run ``python -m vp.bench.hbm_bench`` to print the figures.
